@@ -1,7 +1,6 @@
 // Shared CLI plumbing: one-line errors with stable exit codes, JSON output, atomic file writes.
-import { writeFileSync, renameSync, unlinkSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
 import { K2Error, EXIT } from '../util/errors.js';
+export { writeFileAtomic } from '../util/fs.js';
 
 export const EXIT_CODES_HELP = `
 Exit codes:
@@ -36,18 +35,6 @@ export function action<A extends unknown[]>(fn: (...args: A) => Promise<number |
 
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2) + '\n');
-}
-
-/** Writes `data` to `path` through a temporary file in the same directory and a rename. */
-export function writeFileAtomic(path: string, data: Uint8Array): void {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
-  try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
-  } catch (e) {
-    try { unlinkSync(tmp); } catch { /* nothing to clean */ }
-    throw new K2Error('io', `cannot write output: ${(e as Error).message}`, { file: path });
-  }
 }
 
 /** Left-aligned text table for TTY summaries. */

@@ -13,6 +13,7 @@ export const R_BPF = { NONE: 0, R64_64: 1, R64_ABS64: 2, R64_ABS32: 3, R64_NODYL
 
 export interface ElfSection {
   name: string;
+  nameOff: number; // sh_name: offset into .shstrtab (kept so untouched objects are rewritten byte-identically)
   type: number;
   flags: bigint;
   addr: bigint;
@@ -26,6 +27,7 @@ export interface ElfSection {
 
 export interface ElfSymbol {
   name: string;
+  nameOff: number; // st_name: offset into the symbol string table
   value: bigint;
   size: bigint;
   info: number; // (bind << 4) | type

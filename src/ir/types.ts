@@ -10,16 +10,25 @@ export type Label = string;
 /** Label standing for the end of a section (one past its last instruction). */
 export const END_LABEL: Label = '$end';
 
+// BTF.ext records. `rel` is the ELF relocation (.rel.BTF.ext) that newer LLVM attaches to a record's
+// insn_off field, kept so it can be re-emitted at the record's new position.
+export interface FuncInfo {
+  typeId: number;
+  rel?: RelocRef;
+}
+
 export interface LineInfo {
   fileNameOff: number; // offsets into the .BTF string table
   lineOff: number;
   lineCol: number; // (line << 10) | column
+  rel?: RelocRef;
 }
 
 export interface CoreRelo {
   typeId: number;
   accessStrOff: number;
   kind: number; // enum bpf_core_relo_kind
+  rel?: RelocRef;
 }
 
 /** A code location in another (or the same) section: bpf-to-bpf call or ld_imm64 pseudo-func target. */
@@ -39,7 +48,7 @@ export interface IrInsn extends Insn {
   target?: Label; // JMP/JMP32 (not call/exit): where the jump goes, in the same section
   callee?: CodeRef; // bpf-to-bpf call (src=1) or ld_imm64 pseudo-func (src=4)
   reloc?: RelocRef;
-  funcInfo?: number; // BTF.ext func_info: BTF type id of the function starting here
+  funcInfo?: FuncInfo; // BTF.ext func_info of the function starting here
   lines?: LineInfo[]; // BTF.ext line_info records at this instruction
   core?: CoreRelo[]; // BTF.ext CO-RE relocations at this instruction
   pinned?: string; // why an optimizer must never change this instruction
@@ -92,6 +101,7 @@ export interface ProgramRef {
   progType: string; // libbpf-style type name derived from the section, e.g. "xdp", "sched_cls"
 }
 
+/** .BTF.ext layout facts needed to write it back; the records themselves live on instructions. */
 export interface BtfExtHeader {
   magic: number;
   version: number;
@@ -101,6 +111,10 @@ export interface BtfExtHeader {
   lineRecSize: number;
   coreRecSize: number;
   hasCore: boolean;
+  // Section blocks in file order per kind: BTF string offset of the section name, and the name.
+  funcSecs: { secNameOff: number; secName: string }[];
+  lineSecs: { secNameOff: number; secName: string }[];
+  coreSecs: { secNameOff: number; secName: string }[];
 }
 
 export interface BpfObject {
@@ -111,5 +125,6 @@ export interface BpfObject {
   data: DataSection[];
   programs: ProgramRef[];
   license: string | null;
+  btf: import('../elf/btf.js').Btf | null; // parsed .BTF (types and strings), read-only
   btfExt: BtfExtHeader | null;
 }

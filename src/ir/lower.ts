@@ -1,0 +1,166 @@
+// IR → ELF: the only place labels become offsets. Recomputes jump offsets, pc-relative call imms,
+// relocation offsets, code symbol values/sizes, BTF.ext insn_offs and section sizes.
+import { encodeInsns, slotsOf, BPF_INSN_SIZE } from '../isa/index.js';
+import { encodeBtfExt, btfExtRecordOffsets, type BtfExt, type BtfExtRecordSet, type CoreReloRec, type FuncInfoRec, type LineInfoRec } from '../elf/btf.js';
+import { SHT, type ElfFile, type ElfRel, type ElfSection, type ElfSymbol } from '../elf/types.js';
+import { K2Error } from '../util/errors.js';
+import { isLongJump, isPseudoCall } from './lift.js';
+import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label } from './types.js';
+
+export interface LowerOptions {
+  /** Drop DWARF (.debug_* and their relocations) — default: only when some code changed, since its
+   *  addresses would be stale. libbpf ignores DWARF; line info for the verifier lives in .BTF.ext. */
+  dropDwarf?: boolean;
+}
+
+export interface Layout {
+  slotOf: number[]; // instruction index → slot
+  labelSlot: Map<Label, number>;
+  slots: number;
+}
+
+export function layoutSection(sec: CodeSection): Layout {
+  const slotOf: number[] = [];
+  const labelSlot = new Map<Label, number>();
+  let slot = 0;
+  sec.insns.forEach((insn) => {
+    slotOf.push(slot);
+    for (const l of insn.labels ?? []) {
+      if (labelSlot.has(l)) throw new K2Error('internal', `label ${l} defined twice`, { section: sec.name });
+      labelSlot.set(l, slot);
+    }
+    slot += slotsOf(insn);
+  });
+  labelSlot.set(END_LABEL, slot);
+  return { slotOf, labelSlot, slots: slot };
+}
+
+const resolve = (layout: Layout, label: Label, sec: string): number => {
+  const s = layout.labelSlot.get(label);
+  if (s === undefined) throw new K2Error('internal', `undefined label ${label}`, { section: sec });
+  return s;
+};
+
+export function lowerObject(obj: BpfObject, opts: LowerOptions = {}): ElfFile {
+  const elf = obj.elf;
+  const layouts = new Map(obj.code.map((sec) => [sec.name, layoutSection(sec)]));
+  const symbols: ElfSymbol[] = elf.symbols.map((s) => ({ ...s }));
+  for (const sec of obj.code) {
+    const layout = layouts.get(sec.name)!;
+    for (const cs of sec.symbols) {
+      const s = symbols[cs.sym]!;
+      const start = resolve(layout, cs.start, sec.name);
+      s.value = BigInt(start * BPF_INSN_SIZE);
+      if (cs.end !== null) s.size = BigInt((resolve(layout, cs.end, sec.name) - start) * BPF_INSN_SIZE);
+    }
+  }
+
+  const sections: ElfSection[] = elf.sections.map((s) => ({ ...s }));
+  const relocs = new Map(elf.relocs);
+  let changed = false;
+  for (const sec of obj.code) {
+    const layout = layouts.get(sec.name)!;
+    const concrete = sec.insns.map((insn, i) => concretize(insn, i, sec, layout, layouts, symbols));
+    const bytes = encodeInsns(concrete);
+    const old = elf.sections[sec.shndx]!;
+    if (!changed && Buffer.compare(Buffer.from(bytes), Buffer.from(old.data)) !== 0) changed = true;
+    sections[sec.shndx] = { ...old, data: bytes, size: BigInt(bytes.length) };
+    const rels: ElfRel[] = [];
+    sec.insns.forEach((insn, i) => {
+      if (insn.reloc) rels.push({ offset: BigInt(layout.slotOf[i]! * BPF_INSN_SIZE), sym: insn.reloc.sym, type: insn.reloc.type });
+    });
+    if (sec.relSection !== null) {
+      const isRela = elf.sections[sec.relSection]!.type === SHT.RELA;
+      relocs.set(sec.relSection, isRela ? rels.map((r) => ({ ...r, addend: 0n })) : rels);
+    } else if (rels.length) {
+      throw new K2Error('internal', 'relocations added to a section without a relocation section', { section: sec.name });
+    }
+  }
+  if (obj.btfExt) rewriteBtfExt(obj, layouts, sections, relocs);
+
+  const out: ElfFile = { ...elf, sections, symbols, relocs };
+  return (opts.dropDwarf ?? changed) ? dropDwarf(out) : out;
+}
+
+function concretize(insn: IrInsn, i: number, sec: CodeSection, layout: Layout, layouts: Map<string, Layout>, symbols: ElfSymbol[]) {
+  const { code, dst, src } = insn;
+  let { off, imm } = insn;
+  const slot = layout.slotOf[i]!;
+  const where = { section: sec.name, insn: i };
+  if (insn.target !== undefined) {
+    const delta = resolve(layout, insn.target, sec.name) - (slot + 1);
+    if (isLongJump(insn)) imm = delta;
+    else {
+      if (delta < -32768 || delta > 32767) throw new K2Error('unsupported', `jump offset ${delta} does not fit 16 bits`, where);
+      off = delta;
+    }
+  }
+  if (insn.callee) {
+    const tl = layouts.get(insn.callee.section);
+    if (!tl) throw new K2Error('internal', `call into unknown section ${insn.callee.section}`, where);
+    const targetSlot = resolve(tl, insn.callee.label, insn.callee.section);
+    const call = isPseudoCall(insn);
+    if (insn.reloc) {
+      const symValue = Number(symbols[insn.reloc.sym]!.value);
+      imm = call ? targetSlot - symValue / BPF_INSN_SIZE - 1 : targetSlot * BPF_INSN_SIZE - symValue;
+    } else {
+      if (insn.callee.section !== sec.name) throw new K2Error('internal', 'cross-section call without relocation', where);
+      imm = targetSlot - (slot + 1);
+    }
+  }
+  return insn.imm2 === undefined ? { code, dst, src, off, imm } : { code, dst, src, off, imm, imm2: insn.imm2 };
+}
+
+function rewriteBtfExt(obj: BpfObject, layouts: Map<string, Layout>, sections: ElfSection[], relocs: Map<number, ElfRel[]>): void {
+  const h = obj.btfExt!;
+  const byName = new Map(obj.code.map((s) => [s.name, s]));
+  const sets = <R>(secs: { secNameOff: number; secName: string }[], recs: (sec: CodeSection, layout: Layout) => (R & { rel?: { sym: number; type: number } })[]) =>
+    secs.map(({ secNameOff, secName }) => {
+      const sec = byName.get(secName);
+      return { secNameOff, secName, records: sec ? recs(sec, layouts.get(secName)!) : [] };
+    });
+  type WithRel<R> = R & { rel?: { sym: number; type: number } };
+  const func: BtfExtRecordSet<WithRel<FuncInfoRec>>[] = sets(h.funcSecs, (sec, l) =>
+    sec.insns.flatMap((insn, i) => (insn.funcInfo ? [{ insnOff: l.slotOf[i]! * 8, typeId: insn.funcInfo.typeId, rel: insn.funcInfo.rel }] : [])));
+  const line: BtfExtRecordSet<WithRel<LineInfoRec>>[] = sets(h.lineSecs, (sec, l) =>
+    sec.insns.flatMap((insn, i) => (insn.lines ?? []).map((r) => ({ insnOff: l.slotOf[i]! * 8, fileNameOff: r.fileNameOff, lineOff: r.lineOff, lineCol: r.lineCol, rel: r.rel }))));
+  const core: BtfExtRecordSet<WithRel<CoreReloRec>>[] = sets(h.coreSecs, (sec, l) =>
+    sec.insns.flatMap((insn, i) => (insn.core ?? []).map((r) => ({ insnOff: l.slotOf[i]! * 8, typeId: r.typeId, accessStrOff: r.accessStrOff, kind: r.kind, rel: r.rel }))));
+  const ext: BtfExt = { ...h, func, line, core };
+  const extIdx = sections.findIndex((s) => s.name === '.BTF.ext');
+  const data = encodeBtfExt(ext);
+  sections[extIdx] = { ...sections[extIdx]!, data, size: BigInt(data.length) };
+  const relIdx = sections.findIndex((s, i) => i > 0 && (s.type === SHT.REL || s.type === SHT.RELA) && s.info === extIdx);
+  if (relIdx <= 0) return;
+  const at = btfExtRecordOffsets(ext);
+  const rels: ElfRel[] = [];
+  const collect = (setsOf: BtfExtRecordSet<{ rel?: { sym: number; type: number } }>[], offs: number[][]) =>
+    setsOf.forEach((s, si) => s.records.forEach((r, ri) => { if (r.rel) rels.push({ offset: BigInt(offs[si]![ri]!), sym: r.rel.sym, type: r.rel.type }); }));
+  collect(func, at.func);
+  collect(line, at.line);
+  collect(core, at.core);
+  relocs.set(relIdx, rels);
+}
+
+/** Removes .debug_* sections and relocation sections for them, renumbering section indices. */
+export function dropDwarf(elf: ElfFile): ElfFile {
+  const isDwarf = (s: ElfSection): boolean => s.name.startsWith('.debug_');
+  const drop = elf.sections.map((s) => isDwarf(s) || ((s.type === SHT.REL || s.type === SHT.RELA) && isDwarf(elf.sections[s.info] ?? s) && s.info !== 0));
+  if (!drop.some(Boolean)) return elf;
+  const newIndex: number[] = [];
+  let n = 0;
+  drop.forEach((d, i) => newIndex.push(d ? -1 : n++));
+  const remap = (i: number): number => (i === 0 ? 0 : newIndex[i] ?? i);
+  const sections = elf.sections
+    .map((s) => {
+      const rel = s.type === SHT.REL || s.type === SHT.RELA;
+      return { ...s, link: s.type === SHT.SYMTAB || rel ? remap(s.link) : s.link, info: rel ? remap(s.info) : s.info };
+    })
+    .filter((_, i) => !drop[i]);
+  // Section symbols of dropped sections stay (indices of all other symbols must not move) but point nowhere.
+  const symbols = elf.symbols.map((s) =>
+    s.shndx > 0 && s.shndx < 0xff00 ? (newIndex[s.shndx] === -1 ? { ...s, shndx: 0, value: 0n, size: 0n } : { ...s, shndx: remap(s.shndx) }) : s);
+  const relocs = new Map<number, ElfRel[]>();
+  for (const [i, r] of elf.relocs) if (!drop[i]) relocs.set(remap(i), r);
+  return { ...elf, sections, symbols, relocs, symtabIndex: remap(elf.symtabIndex), shstrndx: remap(elf.shstrndx) };
+}
