@@ -11,6 +11,7 @@ export async function main(argv: string[]): Promise<void> {
     .version('0.1.0')
     .addHelpText('after', EXIT_CODES_HELP)
     .showHelpAfterError()
+    .enablePositionalOptions()
     .exitOverride((err) => {
       // commander's own usage errors: exit code 2 like any bad usage; --help/--version exit 0.
       process.exit(err.exitCode === 0 ? 0 : 2);

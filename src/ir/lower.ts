@@ -2,6 +2,7 @@
 // relocation offsets, code symbol values/sizes, BTF.ext insn_offs and section sizes.
 import { encodeInsns, slotsOf, BPF_INSN_SIZE } from '../isa/index.js';
 import { encodeBtfExt, btfExtRecordOffsets, type BtfExt, type BtfExtRecordSet, type CoreReloRec, type FuncInfoRec, type LineInfoRec } from '../elf/btf.js';
+import { encodeRelocs, encodeSymbols } from '../elf/write.js';
 import { SHT, type ElfFile, type ElfRel, type ElfSection, type ElfSymbol } from '../elf/types.js';
 import { K2Error } from '../util/errors.js';
 import { isLongJump, isPseudoCall } from './lift.js';
@@ -78,6 +79,15 @@ export function lowerObject(obj: BpfObject, opts: LowerOptions = {}): ElfFile {
   }
   if (obj.btfExt) rewriteBtfExt(obj, layouts, sections, relocs);
 
+  // Keep the ElfFile self-consistent: structured symbols/relocations and their section bytes agree.
+  for (const [i, rels] of relocs) {
+    const data = encodeRelocs(rels, sections[i]!.type === SHT.RELA);
+    sections[i] = { ...sections[i]!, data, size: BigInt(data.length) };
+  }
+  if (elf.symtabIndex > 0) {
+    const data = encodeSymbols(symbols);
+    sections[elf.symtabIndex] = { ...sections[elf.symtabIndex]!, data, size: BigInt(data.length) };
+  }
   const out: ElfFile = { ...elf, sections, symbols, relocs };
   return (opts.dropDwarf ?? changed) ? dropDwarf(out) : out;
 }
