@@ -1,3 +1,4 @@
 export * from './opcodes.js';
 export * from './types.js';
 export * from './codec.js';
+export * from './disasm.js';
