@@ -3,13 +3,9 @@ import type { Command } from 'commander';
 import { register as relink } from './relink.js';
 import { register as cc } from './cc.js';
 import { register as dis } from './dis.js';
-import { register as checkSemantics } from './check-semantics.js';
-import { register as difftest } from './difftest.js';
 
 export const commands: ((program: Command) => void)[] = [
   dis,
   relink,
   cc,
-  checkSemantics,
-  difftest,
 ];
