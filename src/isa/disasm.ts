@@ -2,7 +2,7 @@
 // disassembled section. Where LLVM 14 cannot print an instruction (cpu v4, BPF_ST, mod, 32-bit atomics
 // other than add), the syntax of upstream LLVM's BPF backend (BPFInstrInfo.td) is used instead.
 import { ALU, ATOMIC, CLASS, JMP, LD_IMM64, MODE, SIZE, SRC_X, aluOp, jmpOp, memMode, memSize, opClass, sizeBytes, srcBit } from './opcodes.js';
-import { encodeInsns, imm64, invalidReason, slotsOf } from './codec.js';
+import { imm64, invalidReason, slotsOf } from './codec.js';
 import type { Insn, InsnIndex, Slot } from './types.js';
 import { K2Error } from '../util/errors.js';
 
@@ -190,19 +190,20 @@ export function objdumpSymbols(symbols: readonly SectionSymbol[], sectionName: s
  */
 export function sectionSymbolizer(symbols: readonly SectionSymbol[], sectionName: string): (slot: Slot) => string | undefined {
   const sorted = objdumpSymbols(symbols, sectionName);
-  const addrs = sorted.map((s) => BigInt(s.offset));
   return (slot: Slot) => {
-    const target = BigInt.asUintN(64, BigInt(slot) * 8n); // the address arithmetic wraps like uint64_t
+    // The address arithmetic wraps like uint64_t: a target before the section start lies far after it.
+    const target = slot >= 0 ? BigInt(slot * 8) : BigInt.asUintN(64, BigInt(slot) * 8n);
+    const t = Number(target); // exact enough to search: symbol offsets are far below 2^53
     let lo = 0;
-    let hi = addrs.length; // first index with addr > target
+    let hi = sorted.length; // first index with offset > target
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (addrs[mid]! <= target) lo = mid + 1;
+      if (sorted[mid]!.offset <= t) lo = mid + 1;
       else hi = mid;
     }
     if (lo === 0) return undefined;
     const sym = sorted[lo - 1]!;
-    const disp = target - addrs[lo - 1]!;
+    const disp = target - BigInt(sym.offset);
     return disp === 0n ? sym.name : `${sym.name}+0x${disp.toString(16)}`;
   };
 }
@@ -216,10 +217,17 @@ export interface RenderOptions {
   text?: (insn: Insn, slot: Slot, opts: FormatOptions) => string;
 }
 
-const hex2 = (b: number): string => b.toString(16).padStart(2, '0');
+const HEX = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 
-/** The bytes column: `b7 00 00 00 00 00 00 00` (16 bytes for ld_imm64). */
-export const rawBytesOf = (insn: Insn): string => Array.from(encodeInsns([insn]), hex2).join(' ');
+const slotBytes = (code: number, regs: number, off: number, imm: number): string =>
+  `${HEX[code & 0xff]} ${HEX[regs & 0xff]} ${HEX[off & 0xff]} ${HEX[(off >> 8) & 0xff]} ` +
+  `${HEX[imm & 0xff]} ${HEX[(imm >>> 8) & 0xff]} ${HEX[(imm >>> 16) & 0xff]} ${HEX[imm >>> 24]}`;
+
+/** The bytes column: `b7 00 00 00 00 00 00 00` (16 bytes for ld_imm64), as `encodeInsns` lays them out. */
+export function rawBytesOf(insn: Insn): string {
+  const first = slotBytes(insn.code, ((insn.src & 0x0f) << 4) | (insn.dst & 0x0f), insn.off, insn.imm);
+  return insn.code === LD_IMM64 ? `${first} ${slotBytes(0, 0, 0, insn.imm2 ?? 0)}` : first;
+}
 
 /** One instruction line as llvm-objdump prints it: `      12:\t<bytes>\t<text>`. */
 export function formatLine(slot: Slot, insn: Insn, text: string, rawBytes = true): string {
