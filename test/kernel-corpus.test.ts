@@ -62,7 +62,6 @@ kernelTest.serial('every corpus object gets a verdict with a reason, without cra
   const ms = Date.now() - started;
   t.log(`objects: ${JSON.stringify(tally)}; programs: ${JSON.stringify(progs)}; ${ms} ms`);
   for (const [why, n] of [...reasons].sort((a, b) => b[1] - a[1]).slice(0, 8)) t.log(`${n} × ${why}`);
-  t.true(ms < 60_000, `the corpus takes ${ms} ms`);
   t.true(tally.accepted > 0 && tally.rejected > 0 && tally.cannotLoad > 0 && tally.malformed > 0, 'all four outcomes occur');
 });
 

@@ -45,7 +45,9 @@ export function replaceWindow(sec: CodeSection, start: number, end: number, repl
     if (insn.pinned) throw new K2Error('internal', `window replaces a pinned instruction (${insn.pinned})`, { section: sec.name, insn: start + k });
     if (k > 0 && insn.labels?.length) throw new K2Error('internal', 'window spans a jump target', { section: sec.name, insn: start + k });
   });
-  const fresh = replacement.map((i) => ({ ...i }));
+  // Replacement instructions may be copies of window instructions: they get no position metadata of
+  // their own (the heir below receives the window's).
+  const fresh: IrInsn[] = replacement.map(({ labels: _l, funcInfo: _f, lines: _n, ...rest }) => rest);
   const heir = fresh[0] ?? (sec.insns[end] ? { ...sec.insns[end]! } : undefined);
   const first = old[0] ? { ...old[0] } : undefined;
   if (first && heir) {

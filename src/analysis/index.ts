@@ -1,0 +1,3 @@
+export * from './defuse.js';
+export * from './cfg.js';
+export * from './consts.js';

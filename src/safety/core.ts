@@ -1,0 +1,131 @@
+// CO-RE relocations. libbpf rewrites each relocated instruction at load time with a value computed
+// against the running kernel's BTF, or "poisons" it (turns it into an invalid call) when the target
+// is missing. k2 does not compute the values: it models a relocated immediate as an unknown value
+// in the range the relocation kind allows, and calls the instruction poisoned unless it can see
+// that the target exists in /sys/kernel/btf/vmlinux (matched by names, the way libbpf matches
+// candidates; anything unusual counts as missing).
+import { existsSync, readFileSync } from 'node:fs';
+import { BTF_KIND, parseBtf, skipModifiers, type Btf, type BtfType } from '../elf/btf.js';
+import type { CoreRelo } from '../ir/types.js';
+import { U32 } from './scalar.js';
+
+export const CORE_KIND = {
+  FIELD_BYTE_OFFSET: 0, FIELD_BYTE_SIZE: 1, FIELD_EXISTS: 2, FIELD_SIGNED: 3, FIELD_LSHIFT_U64: 4, FIELD_RSHIFT_U64: 5,
+  TYPE_ID_LOCAL: 6, TYPE_ID_TARGET: 7, TYPE_EXISTS: 8, TYPE_SIZE: 9, ENUMVAL_EXISTS: 10, ENUMVAL_VALUE: 11, TYPE_MATCHES: 12,
+} as const;
+
+/** What k2 knows about a relocated instruction's new immediate. */
+export interface CoreValue {
+  resolves: boolean; // false: libbpf may poison the instruction on this kernel
+  lo: bigint; // range of the patched value
+  hi: bigint;
+  why: string;
+}
+
+interface Target { btf: Btf; byName: Map<string, BtfType[]> }
+let target: Target | null | undefined;
+
+function vmlinux(): Target | null {
+  if (target !== undefined) return target;
+  const path = '/sys/kernel/btf/vmlinux';
+  try {
+    if (!existsSync(path)) return (target = null);
+    const btf = parseBtf(readFileSync(path), path);
+    const byName = new Map<string, BtfType[]>();
+    for (const t of btf.types) {
+      if (!t.name) continue;
+      const l = byName.get(t.name);
+      if (l) l.push(t); else byName.set(t.name, [t]);
+    }
+    target = { btf, byName };
+  } catch {
+    target = null;
+  }
+  return target;
+}
+
+const essential = (name: string): string => name.replace(/___.*$/, '');
+const composite = (t: BtfType | undefined) => !!t && (t.kind === BTF_KIND.STRUCT || t.kind === BTF_KIND.UNION);
+
+/** Does the local field access path `spec` exist, by names, in some same-named target type? */
+function fieldResolves(local: Btf, rootId: number, spec: number[], tgt: Target): boolean {
+  const root = skipModifiers(local, rootId);
+  if (!root || !root.name) return false;
+  // Path of member names (or array steps) from the root.
+  const path: ({ member: string } | { array: true })[] = [];
+  let cur: BtfType | undefined = root;
+  for (const idx of spec.slice(1)) {
+    if (!cur) return false;
+    if (composite(cur)) {
+      const m: BtfType['members'][number] | undefined = cur.members[idx];
+      if (!m || !m.name) return false; // anonymous members: not modelled
+      path.push({ member: m.name });
+      cur = skipModifiers(local, m.type);
+    } else if (cur.kind === BTF_KIND.ARRAY) {
+      path.push({ array: true });
+      cur = skipModifiers(local, cur.elemType!);
+    } else return false;
+  }
+  const cands = (tgt.byName.get(essential(root.name)) ?? []).filter((t) => t.kind === root.kind);
+  return cands.some((cand) => {
+    let c: BtfType | undefined = cand;
+    for (const step of path) {
+      if (!c) return false;
+      if ('member' in step) {
+        if (!composite(c)) return false;
+        const m: BtfType['members'][number] | undefined = c.members.find((x) => x.name === step.member);
+        if (!m) return false;
+        c = skipModifiers(tgt.btf, m.type);
+      } else {
+        if (c.kind !== BTF_KIND.ARRAY) return false;
+        c = skipModifiers(tgt.btf, c.elemType!);
+      }
+    }
+    return true;
+  });
+}
+
+function typeResolves(local: Btf, id: number, tgt: Target): boolean {
+  const t = local.types[id];
+  if (!t || !t.name) return false;
+  const k = skipModifiers(local, id);
+  return (tgt.byName.get(essential(t.name)) ?? []).some((c) => c.kind === t.kind || (k && c.kind === k.kind));
+}
+
+const cstr = (table: Uint8Array, off: number): string => {
+  let end = off;
+  while (end < table.length && table[end] !== 0) end++;
+  return Buffer.from(table.buffer, table.byteOffset + off, end - off).toString('latin1');
+};
+
+/** The value libbpf will patch into an instruction carrying `relos` (one relocation in practice). */
+export function coreValue(local: Btf | null, relos: CoreRelo[]): CoreValue {
+  if (relos.length !== 1 || !local) return { resolves: false, lo: 0n, hi: 0n, why: 'CO-RE relocation without BTF' };
+  const r = relos[0]!;
+  const K = CORE_KIND;
+  if (r.kind === K.FIELD_EXISTS || r.kind === K.TYPE_EXISTS || r.kind === K.ENUMVAL_EXISTS || r.kind === K.TYPE_MATCHES || r.kind === K.FIELD_SIGNED) {
+    if (r.kind === K.FIELD_SIGNED) return resolvesField(local, r, 0n, 1n);
+    return { resolves: true, lo: 0n, hi: 1n, why: '' };
+  }
+  if (r.kind === K.TYPE_ID_LOCAL) return { resolves: true, lo: 0n, hi: U32, why: '' };
+  const tgt = vmlinux();
+  if (!tgt) return { resolves: false, lo: 0n, hi: 0n, why: 'no kernel BTF to resolve CO-RE relocations against' };
+  switch (r.kind) {
+    case K.FIELD_BYTE_OFFSET: return resolvesField(local, r, 0n, 0x7fffffffn);
+    case K.FIELD_BYTE_SIZE: return resolvesField(local, r, 0n, 0x7fffffffn);
+    case K.FIELD_LSHIFT_U64: case K.FIELD_RSHIFT_U64: return resolvesField(local, r, 0n, 63n);
+    case K.TYPE_ID_TARGET: case K.TYPE_SIZE:
+      return typeResolves(local, r.typeId, tgt) ? { resolves: true, lo: 0n, hi: 0x7fffffffn, why: '' } : { resolves: false, lo: 0n, hi: 0n, why: 'CO-RE type may be missing on this kernel' };
+    default:
+      return { resolves: false, lo: 0n, hi: 0n, why: `CO-RE relocation kind ${r.kind} is not modelled` };
+  }
+}
+
+function resolvesField(local: Btf, r: CoreRelo, lo: bigint, hi: bigint): CoreValue {
+  const tgt = vmlinux();
+  const spec = cstr(local.strings, r.accessStrOff).split(':').map(Number);
+  if (!tgt || spec.some((x) => !Number.isInteger(x) || x < 0)) return { resolves: false, lo, hi, why: 'CO-RE access string not understood' };
+  return fieldResolves(local, r.typeId, spec, tgt)
+    ? { resolves: true, lo, hi, why: '' }
+    : { resolves: false, lo, hi, why: 'CO-RE field may be missing on this kernel (libbpf would poison the instruction)' };
+}

@@ -1,0 +1,313 @@
+// The checker's view of one program: the instructions the kernel would see after libbpf's linking
+// (entry function, then every reachable subprogram appended), with numeric jump and call targets,
+// and every ld_imm64 resolved to what it loads (map, global data, constant).
+import { CLASS, JMP, LD_IMM64, PSEUDO, CALL_PSEUDO, imm64, jmpOp, opClass } from '../isa/index.js';
+import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, type ProgramRef } from '../ir/types.js';
+import { STB, STT, symBind, symType } from '../elf/types.js';
+import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
+import { funcProtoParams } from './btfparams.js';
+
+/** A map as the verifier sees it (global data sections are single-element array maps). */
+export interface MapInfo {
+  readonly uid: number; // identity within one program
+  readonly name: string;
+  readonly type: number; // enum bpf_map_type
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly inner: MapInfo | null; // map-in-map: the inner map's template
+  readonly rdonly: boolean; // BPF_F_RDONLY_PROG (.rodata)
+}
+
+export const MAP_TYPE = {
+  HASH: 1, ARRAY: 2, PROG_ARRAY: 3, PERF_EVENT_ARRAY: 4, PERCPU_HASH: 5, PERCPU_ARRAY: 6, STACK_TRACE: 7,
+  CGROUP_ARRAY: 8, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11, ARRAY_OF_MAPS: 12, HASH_OF_MAPS: 13,
+  DEVMAP: 14, SOCKMAP: 15, CPUMAP: 16, XSKMAP: 17, SOCKHASH: 18, QUEUE: 22, STACK: 23, DEVMAP_HASH: 25, RINGBUF: 27,
+} as const;
+
+/** What an ld_imm64 loads. */
+export type LdImm =
+  | { kind: 'const'; value: bigint }
+  | { kind: 'map'; map: MapInfo }
+  | { kind: 'value'; map: MapInfo; off: number }
+  | { kind: 'unsupported'; why: string };
+
+/** BTF-derived argument kinds of a global function (verified on its own by the kernel). */
+export type GlobalArg = { kind: 'scalar' } | { kind: 'ctx' } | { kind: 'mem'; size: number; nullable: boolean } | { kind: 'unsupported'; why: string };
+
+export interface FuncInfo {
+  start: number; // index of the first instruction
+  end: number; // one past the last
+  name: string;
+  global: GlobalArg[] | null; // null: static (verified in the caller's context)
+}
+
+export interface SafetyInsn extends IrInsn {
+  /** Jumps: absolute target index; pseudo calls: index of the callee's first instruction; else -1. */
+  tgt: number;
+  ld?: LdImm;
+}
+
+export interface SafetyProgram {
+  insns: SafetyInsn[];
+  funcs: FuncInfo[]; // funcs[0] is the entry function
+  progType: string;
+  /** Section name of the entry (libbpf derives the expected attach type from it). */
+  attach: string;
+  gpl: boolean;
+  /** Where each linear instruction came from (section and index there), for messages. */
+  origin: { section: string; index: number }[];
+  problems: { insn: number; why: string }[]; // structural problems found while linking
+}
+
+const isJumpInsn = (i: IrInsn): boolean => {
+  const c = opClass(i.code);
+  if (c !== CLASS.JMP && c !== CLASS.JMP32) return false;
+  const op = jmpOp(i.code);
+  return op !== JMP.CALL && op !== JMP.EXIT;
+};
+
+const GPL_LICENSES = new Set(['GPL', 'GPL v2', 'GPL and additional rights', 'Dual BSD/GPL', 'Dual MIT/GPL', 'Dual MPL/GPL']);
+export const isGplLicense = (l: string | null): boolean => l !== null && GPL_LICENSES.has(l);
+
+function labelIndex(sec: CodeSection): Map<Label, number> {
+  const m = new Map<Label, number>();
+  sec.insns.forEach((insn, i) => insn.labels?.forEach((l) => m.set(l, i)));
+  m.set(END_LABEL, sec.insns.length);
+  return m;
+}
+
+function globalArgs(btf: Btf | null, params: Map<number, number[]>, typeId: number | undefined, progType: string): GlobalArg[] | null {
+  if (!btf || typeId === undefined) return [{ kind: 'unsupported', why: 'global function without BTF' }];
+  const fn = btf.types[typeId];
+  if (!fn || fn.kind !== BTF_KIND.FUNC) return [{ kind: 'unsupported', why: 'global function without BTF FUNC' }];
+  const proto = btf.types[fn.sizeOrType];
+  if (!proto || proto.kind !== BTF_KIND.FUNC_PROTO) return [{ kind: 'unsupported', why: 'global function without prototype' }];
+  const ctxName = CTX_STRUCT[progType];
+  const ps = params.get(proto.id);
+  if (!ps) return [{ kind: 'unsupported', why: 'global function prototype not found' }];
+  return ps.map((pt): GlobalArg => {
+    const t = skipModifiers(btf, pt);
+    if (!t) return { kind: 'unsupported', why: 'argument type' };
+    if (t.kind === BTF_KIND.INT || t.kind === BTF_KIND.ENUM || t.kind === BTF_KIND.ENUM64) return { kind: 'scalar' };
+    if (t.kind === BTF_KIND.PTR) {
+      const p = skipModifiers(btf, t.sizeOrType);
+      if (p && (p.kind === BTF_KIND.STRUCT || p.kind === BTF_KIND.UNION) && ctxName && p.name === ctxName) return { kind: 'ctx' };
+      if (p && (p.kind === BTF_KIND.STRUCT || p.kind === BTF_KIND.UNION || p.kind === BTF_KIND.INT)) {
+        const size = typeSize(btf, t.sizeOrType);
+        if (size && size > 0) return { kind: 'mem', size, nullable: true };
+      }
+    }
+    return { kind: 'unsupported', why: 'argument type' };
+  });
+}
+
+/** The BTF struct name of each program type's context (for global function ctx arguments). */
+const CTX_STRUCT: Record<string, string> = {
+  xdp: 'xdp_md', sched_cls: '__sk_buff', sched_act: '__sk_buff', socket_filter: '__sk_buff', cgroup_skb: '__sk_buff',
+  kprobe: 'pt_regs', sock_ops: 'bpf_sock_ops', cgroup_sock: 'bpf_sock', cgroup_sock_addr: 'bpf_sock_addr', perf_event: 'bpf_perf_event_data',
+};
+
+export interface MapResolver {
+  /** What an ld_imm64 with this relocation loads. */
+  resolve(insn: IrInsn): LdImm;
+}
+
+/** Maps and global data of an object, by relocation symbol. */
+export function objectMaps(obj: BpfObject): MapResolver {
+  const cache = new Map<string, MapInfo>();
+  let uid = 0;
+  const mk = (name: string, type: number, keySize: number, valueSize: number, maxEntries: number, inner: MapInfo | null, rdonly: boolean): MapInfo =>
+    ({ uid: ++uid, name, type, keySize, valueSize, maxEntries, inner, rdonly });
+  const fromDef = (d: BpfObject['maps'][number]): MapInfo =>
+    mk(d.name, d.type, d.keySize, d.valueSize, d.maxEntries, d.innerMap ? fromDef(d.innerMap) : null, false);
+  return {
+    resolve(insn) {
+      const r = insn.reloc;
+      if (!r) return { kind: 'const', value: imm64(insn) };
+      const sym = obj.elf.symbols[r.sym];
+      if (!sym) return { kind: 'unsupported', why: 'relocation to a missing symbol' };
+      const def = obj.maps.find((m) => m.sym === r.sym) ??
+        (symType(sym) === STT.SECTION ? undefined : undefined);
+      if (def) {
+        const key = `m${def.sym}`;
+        let m = cache.get(key);
+        if (!m) { m = fromDef(def); cache.set(key, m); }
+        return { kind: 'map', map: m };
+      }
+      const data = obj.data.find((d) => d.shndx === sym.shndx);
+      if (data) {
+        if (data.name.startsWith('.kconfig') || data.name.startsWith('.ksyms')) return { kind: 'unsupported', why: `extern data in ${data.name}` };
+        const key = `d${data.shndx}`;
+        let m = cache.get(key);
+        if (!m) { m = mk(data.name, MAP_TYPE.ARRAY, 4, data.size, 1, null, data.readonly); cache.set(key, m); }
+        const off = Number(sym.value) + insn.imm;
+        return { kind: 'value', map: m, off };
+      }
+      // Legacy maps section addressed through the section symbol plus an offset.
+      const secName = obj.elf.sections[sym.shndx]?.name;
+      if (obj.code.some((c) => c.shndx === sym.shndx)) return { kind: 'unsupported', why: 'callback function pointers are not modelled' };
+      if (secName === 'maps' || secName === '.maps') {
+        const byOff = obj.maps.filter((m) => m.section === secName).find((m) => obj.elf.symbols[m.sym] && obj.elf.symbols[m.sym]!.value === sym.value + BigInt(insn.imm));
+        if (byOff) return this.resolve({ ...insn, reloc: { sym: byOff.sym, type: r.type }, imm: 0 });
+      }
+      return { kind: 'unsupported', why: `relocation to ${sym.name || 'an unknown symbol'}` };
+    },
+  };
+}
+
+/** A resolver for hand-built code: `ld_imm64 src=MAP_FD imm=i` is maps[i]; `src=MAP_VALUE imm=i imm2=off`. */
+export function rawMaps(maps: MapInfo[]): MapResolver {
+  return {
+    resolve(insn) {
+      if (insn.src === PSEUDO.MAP_FD || insn.src === PSEUDO.MAP_IDX) {
+        const m = maps[insn.imm];
+        return m ? { kind: 'map', map: m } : { kind: 'unsupported', why: `no map ${insn.imm}` };
+      }
+      if (insn.src === PSEUDO.MAP_VALUE || insn.src === PSEUDO.MAP_IDX_VALUE) {
+        const m = maps[insn.imm];
+        return m ? { kind: 'value', map: m, off: insn.imm2 ?? 0 } : { kind: 'unsupported', why: `no map ${insn.imm}` };
+      }
+      if (insn.src !== 0) return { kind: 'unsupported', why: `ld_imm64 src ${insn.src}` };
+      return { kind: 'const', value: imm64(insn) };
+    },
+  };
+}
+
+let rawUid = 1000;
+export function rawMap(type: number, keySize: number, valueSize: number, opts: { maxEntries?: number; inner?: MapInfo; rdonly?: boolean; name?: string } = {}): MapInfo {
+  return { uid: ++rawUid, name: opts.name ?? `map${rawUid}`, type, keySize, valueSize, maxEntries: opts.maxEntries ?? 1, inner: opts.inner ?? null, rdonly: opts.rdonly ?? false };
+}
+
+interface FuncSrc { sec: CodeSection; start: number; end: number; name: string; global: GlobalArg[] | null }
+
+function funcRange(obj: BpfObject | null, sec: CodeSection, labels: Map<Label, number>, start: number): FuncSrc {
+  let end = sec.insns.length;
+  let name = `${sec.name}+${start}`;
+  let global: GlobalArg[] | null = null;
+  const isFunc = (sym: number) => !obj || symType(obj.elf.symbols[sym]!) === STT.FUNC;
+  const starts = sec.symbols.filter((s) => isFunc(s.sym)).map((s) => labels.get(s.start) ?? -1).filter((i) => i > start);
+  if (starts.length) end = Math.min(end, ...starts);
+  const own = sec.symbols.find((s) => labels.get(s.start) === start && (!obj || symType(obj.elf.symbols[s.sym]!) === STT.FUNC));
+  if (own && obj) {
+    const sym = obj.elf.symbols[own.sym]!;
+    name = sym.name;
+    if (own.end !== null) end = Math.min(end, labels.get(own.end) ?? end);
+    else if (sym.size > 0n) {
+      // size in bytes -> count instructions covering that many slots
+      let slots = Number(sym.size) / 8;
+      let i = start;
+      while (i < sec.insns.length && slots > 0) { slots -= sec.insns[i]!.code === LD_IMM64 ? 2 : 1; i++; }
+      end = Math.min(end, i);
+    }
+  }
+  return { sec, start, end, name, global };
+}
+
+/** Links a program of an object the way libbpf does, for checking. */
+export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResolver = objectMaps(obj)): SafetyProgram {
+  const secs = new Map(obj.code.map((s) => [s.name, s]));
+  const labelMaps = new Map<string, Map<Label, number>>();
+  const labelsOf = (s: CodeSection) => {
+    let m = labelMaps.get(s.name);
+    if (!m) { m = labelIndex(s); labelMaps.set(s.name, m); }
+    return m;
+  };
+  const entrySec = secs.get(prog.section)!;
+  const entryStart = labelsOf(entrySec).get(prog.entry) ?? 0;
+  const order: FuncSrc[] = [funcRange(obj, entrySec, labelsOf(entrySec), entryStart)];
+  let params: Map<number, number[]> | undefined;
+  const globalOf = (sec: CodeSection, start: number): GlobalArg[] | null => {
+    const own = sec.symbols.find((s) => labelsOf(sec).get(s.start) === start && symType(obj.elf.symbols[s.sym]!) === STT.FUNC);
+    if (!own) return null;
+    const sym = obj.elf.symbols[own.sym]!;
+    if (symBind(sym) !== STB.GLOBAL) return null;
+    params ??= funcProtoParams(obj.elf);
+    return globalArgs(obj.btf, params, sec.insns[start]?.funcInfo?.typeId, prog.progType);
+  };
+  return link(order, (sec, label) => {
+    const s = secs.get(sec);
+    if (!s) return null;
+    const start = labelsOf(s).get(label);
+    if (start === undefined) return null;
+    const f = funcRange(obj, s, labelsOf(s), start);
+    f.global = globalOf(s, start);
+    return f;
+  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license));
+}
+
+/** A program from hand-built instructions in one section (tests, synthesizer candidates). */
+export function rawProgram(insns: IrInsn[], opts: { progType: string; maps?: MapInfo[]; gpl?: boolean; section?: string }): SafetyProgram {
+  const sec: CodeSection = { name: opts.section ?? 'raw', shndx: 0, insns, symbols: [], relSection: null };
+  const labels = labelIndex(sec);
+  // Without symbols, functions are the entry plus every pseudo-call target.
+  const starts = new Set<number>([0]);
+  insns.forEach((insn, i) => {
+    if (insn.code === (CLASS.JMP | JMP.CALL) && insn.src === CALL_PSEUDO) {
+      const t = insn.callee ? labels.get(insn.callee.label) : i + 1 + insn.imm;
+      if (t !== undefined) starts.add(t);
+    }
+  });
+  const sorted = [...starts].sort((a, b) => a - b);
+  const rangeOf = (start: number): FuncSrc => {
+    const next = sorted.find((s) => s > start);
+    return { sec, start, end: next ?? insns.length, name: start === 0 ? 'entry' : `func${start}`, global: null };
+  };
+  return link([rangeOf(0)], (_s, label) => {
+    const start = labels.get(label);
+    return start === undefined ? null : rangeOf(start);
+  }, () => labels, rawMaps(opts.maps ?? []), opts.progType, opts.gpl ?? true, rangeOf);
+}
+
+function link(
+  order: FuncSrc[],
+  lookup: (section: string, label: Label) => FuncSrc | null,
+  labelsOf: (s: CodeSection) => Map<Label, number>,
+  resolver: MapResolver,
+  progType: string,
+  gpl: boolean,
+  byIndex?: (start: number) => FuncSrc,
+): SafetyProgram {
+  const insns: SafetyInsn[] = [];
+  const origin: SafetyProgram['origin'] = [];
+  const funcs: FuncInfo[] = [];
+  const problems: SafetyProgram['problems'] = [];
+  const placed = new Map<string, number>(); // "section:start" -> linear start
+  const pendingCalls: { at: number; key: string }[] = [];
+  for (let k = 0; k < order.length; k++) {
+    const f = order[k]!;
+    const base = insns.length;
+    placed.set(`${f.sec.name}:${f.start}`, base);
+    funcs.push({ start: base, end: base + (f.end - f.start), name: f.name, global: f.global });
+    const labels = labelsOf(f.sec);
+    for (let i = f.start; i < f.end; i++) {
+      const src = f.sec.insns[i]!;
+      const insn: SafetyInsn = { ...src, tgt: -1 };
+      const at = insns.length;
+      if (isJumpInsn(src)) {
+        let t: number | undefined;
+        if (src.target !== undefined) t = labels.get(src.target);
+        else t = i + 1 + (opClass(src.code) === CLASS.JMP32 && jmpOp(src.code) === JMP.JA ? src.imm : src.off);
+        if (t === undefined || t < f.start || t >= f.end) problems.push({ insn: at, why: `jump out of range from insn ${at}` });
+        else insn.tgt = base + (t - f.start);
+      } else if (src.code === (CLASS.JMP | JMP.CALL) && src.src === CALL_PSEUDO) {
+        let callee: FuncSrc | null = null;
+        if (src.callee) callee = lookup(src.callee.section, src.callee.label);
+        else if (byIndex) callee = byIndex(i + 1 + src.imm);
+        if (!callee) problems.push({ insn: at, why: 'call to an unknown function' });
+        else {
+          const key = `${callee.sec.name}:${callee.start}`;
+          if (!placed.has(key) && !order.some((o) => `${o.sec.name}:${o.start}` === key)) order.push(callee);
+          pendingCalls.push({ at, key });
+        }
+      } else if (src.code === LD_IMM64) {
+        if (src.src === PSEUDO.FUNC || src.callee) insn.ld = { kind: 'unsupported', why: 'callback function pointers are not modelled' };
+        else insn.ld = resolver.resolve(src);
+      }
+      insns.push(insn);
+      origin.push({ section: f.sec.name, index: i });
+    }
+  }
+  for (const c of pendingCalls) insns[c.at]!.tgt = placed.get(c.key) ?? -1;
+  return { insns, funcs, progType, attach: order[0]!.sec.name, gpl, origin, problems };
+}

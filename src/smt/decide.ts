@@ -1,0 +1,149 @@
+// Deciding "do the two sides differ?": the normal form first (a difference formula that simplified
+// to false is a proof), then random inputs (a concrete input where the formula evaluates to true
+// is a counterexample, checked exactly), then Z3 with a timeout. Unknown/timeout ⇒ null.
+import { Env, Evaluator } from './eval.js';
+import { mask, type Term, type Terms } from './term.js';
+import { solve } from './z3.js';
+
+export interface Query {
+  T: Terms;
+  fixed?: FixedArr;
+  /** Facts every input satisfies. */
+  assume: Term[];
+  diff: Term;
+}
+
+export type Verdict =
+  | { equivalent: true; via: 'syntactic' | 'solver' }
+  | { equivalent: false; via: 'random' | 'solver'; env: Env }
+  | { equivalent: null; reason: string };
+
+export interface DecideOptions {
+  timeoutMs: number;
+  randomTests: number;
+  fastPaths: boolean;
+  seed: number;
+}
+
+/** Deterministic 32-bit PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const BASE_LO = (1n << 64n) - (1n << 48n);
+
+/** Constants of a formula (and their neighbours): good guesses for inputs. */
+export function formulaConstants(roots: readonly Term[], limit = 64): bigint[] {
+  const out = new Set<bigint>();
+  const seen = new Set<number>();
+  const stack = [...roots];
+  while (stack.length && out.size < limit) {
+    const t = stack.pop()!;
+    if (seen.has(t.id)) continue;
+    seen.add(t.id);
+    if (t.op === 'const' && t.s === 1 && t.w >= 8) {
+      for (const d of [0n, 1n, -1n]) out.add((t.v + d) & mask(t.w));
+    }
+    for (const x of t.a) stack.push(x);
+  }
+  return [...out];
+}
+
+/** Input bytes whose values are fixed by the model (context fields): name, index → value or undefined. */
+export type FixedArr = (name: string, idx: bigint, env: Env) => bigint | undefined;
+
+/** Random inputs biased to values where BPF code tends to behave differently. */
+export function randomEnv(seed: number, hints: bigint[] = [], fixed?: FixedArr, weakHints: bigint[] = []): Env {
+  const r = rng(seed);
+  const int = (n: number): number => Math.floor(r() * n);
+  const big = (w: number): bigint => {
+    let v = 0n;
+    for (let i = 0; i < w; i += 32) v = (v << 32n) | BigInt(Math.floor(r() * 4294967296));
+    return v & mask(w);
+  };
+  const interesting = (w: number): bigint => {
+    if (hints.length && int(2) === 0) return hints[int(hints.length)]! & mask(w);
+    if (weakHints.length && int(8) === 0) return weakHints[int(weakHints.length)]! & mask(w);
+    switch (int(12)) {
+      case 0: return 0n;
+      case 1: return 1n;
+      case 2: return mask(w);
+      case 3: return BigInt(int(256));
+      case 4: return 1n << BigInt(int(w));
+      case 5: return (1n << BigInt(w - 1)) - BigInt(int(2));
+      case 6: return mask(w) - BigInt(int(256));
+      case 7: return big(Math.min(w, 32));
+      case 8: return BigInt(int(65536));
+      default: return big(w);
+    }
+  };
+  const regionIds = new Map<string, number>();
+  const arrIds = new Map<string, number>();
+  const sample = (name: string, w: number): bigint => {
+    if (name.startsWith('base:')) {
+      if (!regionIds.has(name)) regionIds.set(name, regionIds.size + 1);
+      return BASE_LO + (BigInt(regionIds.get(name)!) << 33n);
+    }
+    if (name === 'pkt_len') return BigInt([0, 1, 14, 20, 34, 42, 54, 64, 100, int(128), int(1600)][int(11)]!);
+    if (name.startsWith('off:') || name.startsWith('idx:')) return BigInt(int(64));
+    if (name.startsWith('tail#')) return BigInt(int(2));
+    if (w === 1) return BigInt(int(2));
+    return interesting(w);
+  };
+  const sampleArr = (name: string, idx: bigint, w: number): bigint => {
+    const f = fixed?.(name, idx, env);
+    if (f !== undefined) return f;
+    if (name.startsWith('vb:')) {
+      const k = `${name}:${idx}`;
+      if (!arrIds.has(k)) arrIds.set(k, arrIds.size + 4096);
+      return BASE_LO + (BigInt(arrIds.get(k)!) << 33n);
+    }
+    if (w === 1) return BigInt(int(2));
+    if (w === 8) return int(3) === 0 ? 0n : BigInt(int(256));
+    return interesting(w);
+  };
+  const env: Env = new Env(sample, sampleArr);
+  return env;
+}
+
+/** Evaluates the query on `env`: true when the assumptions hold and the sides differ. */
+export function differsOn(q: Query, env: Env): boolean {
+  const ev = new Evaluator(env);
+  for (const a of q.assume) if (!ev.bool(a)) return false;
+  return ev.bool(q.diff);
+}
+
+export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
+  const T = q.T;
+  if (q.diff === T.F) return { equivalent: true, via: 'syntactic' };
+  if (o.fastPaths && o.randomTests > 0) {
+    const hints = formulaConstants([q.diff], 48);
+    const weak = formulaConstants(q.assume, 32);
+    for (let i = 0; i < o.randomTests; i++) {
+      const env = randomEnv(o.seed + i * 7919, hints, q.fixed, weak);
+      try {
+        if (differsOn(q, env)) return { equivalent: false, via: 'random', env };
+      } catch {
+        break; // formula not evaluable concretely (should not happen); leave it to the solver
+      }
+    }
+  }
+  const formula = T.band(...q.assume, q.diff);
+  if (formula === T.F) return { equivalent: true, via: 'syntactic' };
+  const r = await solve(formula, o.timeoutMs);
+  if (r.result === 'unsat') return { equivalent: true, via: 'solver' };
+  if (r.result === 'unknown') return { equivalent: null, reason: `solver: ${r.reason || 'unknown'}` };
+  const env = new Env(() => 0n, () => 0n);
+  for (const [k, v] of r.model.vars) env.vars.set(k, v);
+  for (const [k, a] of r.model.arrays) env.arrays.set(k, new Map(a.entries));
+  // Confirm the model concretely (guards against a translation bug ever turning into a wrong answer).
+  if (!differsOn(q, env)) return { equivalent: null, reason: 'solver model did not reproduce the difference' };
+  return { equivalent: false, via: 'solver', env };
+}

@@ -1,0 +1,1230 @@
+// Symbolic execution of loop-free (or bounded) BPF code into terms: every path of a program or a
+// window, with its path condition and its final state. Exact BPF semantics as the kernel defines
+// them (32-bit ops zero-extend, x/0 = 0, x%0 = x, masked shifts, sdiv/smod, movsx, bswap, jmp32,
+// atomics), memory as byte-granular regions, helpers per `helpers.ts`.
+//
+// Pointers are ordinary 64-bit terms `base + offset` where `base` is a variable standing for the
+// region's kernel address (shared by both programs). Region bases are assumed to be kernel
+// addresses (in [2^64-2^48, 2^64-2^40)), so two pointers into one region compare like their offsets
+// and a pointer is never 0. With memory-type concretization each access goes to its region's own
+// byte array; without it all regions live in one flat array indexed by address, and the solver
+// reasons about aliasing from the bases' disjointness.
+import { ALU, ATOMIC, CLASS, JMP, LD_IMM64, MODE, SRC_X, aluOp, imm64, jmpOp, memMode, opClass, sizeBytes, srcBit } from '../isa/index.js';
+import type { IrInsn } from '../ir/types.js';
+import { Terms, mask, show, type Term } from './term.js';
+import { ctxLayout, type CtxLayout } from './ctxmodel.js';
+import { HELPERS, helperName, type MemArg } from './helpers.js';
+
+/** The query cannot be encoded (unsupported instruction/helper, path explosion, …): never "equal". */
+export class Unsupported extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'Unsupported';
+  }
+}
+
+/** An access through a pointer of unknown region: retry the query with the flat memory model. */
+export class NeedFlat extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NeedFlat';
+  }
+}
+
+export interface MachineOptions {
+  /** Memory-type concretization: one array per region instead of one flat memory. */
+  memTypes: boolean;
+  /** Map-type concretization: array maps' lookups resolved by index (no presence variable). */
+  mapTypes: boolean;
+  /** Offset concretization: constant-offset accesses as plain bytes (no array terms). */
+  offsets: boolean;
+  maxPaths: number;
+  /** Per path (bounds loop unrolling). */
+  maxSteps: number;
+  /** Merge states at join points (default true). */
+  merge?: boolean;
+}
+
+interface WorkItem {
+  st: State;
+  sec: string;
+  idx: number;
+}
+
+/** Scheduling order: callee before the rest of its caller, lower instruction first. */
+function before(a: WorkItem, b: WorkItem): boolean {
+  const pa = [a.st.back, ...a.st.frames.map((f) => f.ret - 1), a.idx];
+  const pb = [b.st.back, ...b.st.frames.map((f) => f.ret - 1), b.idx];
+  for (let i = 0; i < Math.min(pa.length, pb.length); i++) if (pa[i] !== pb[i]) return pa[i]! < pb[i]!;
+  return pa.length > pb.length;
+}
+
+const placeKey = (w: WorkItem): string => `${w.st.back}#${w.st.frames.map((f) => `${f.section}:${f.ret}`).join('/')}|${w.sec}:${w.idx}`;
+
+function mergeable(a: State, b: State): boolean {
+  if (a.effects.length !== b.effects.length) return false;
+  for (let k = 0; k < a.effects.length; k++) if (a.effects[k]!.length !== b.effects[k]!.length) return false;
+  if (a.sources.size !== b.sources.size) return false;
+  for (const [h, n] of a.sources) if (b.sources.get(h) !== n) return false;
+  return true;
+}
+
+export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11 } as const;
+
+/** A map (or a global data section seen as a one-element array map, like the interpreter does). */
+export interface MapInfo {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  readonly: boolean;
+  /** Global data section (accessed through ld_imm64 pointers). */
+  data: boolean;
+}
+
+export type RelocTarget = { kind: 'map'; map: number } | { kind: 'value'; map: number; offset: number } | { kind: 'error'; message: string };
+
+/** Code the machine runs: sections by name (a window is one section), maps, the program type. */
+export interface CodeEnv {
+  sections: Map<string, IrInsn[]>;
+  maps: MapInfo[];
+  resolveReloc: (insn: IrInsn, section: string) => RelocTarget;
+  progType: string;
+  /** Whole program: uninitialised registers read 0, stack starts uninitialised, `exit` ends the run. */
+  whole: boolean;
+}
+
+type RegionKind = 'stack' | 'ctx' | 'pkt' | 'mapval' | 'hashval' | 'opaque';
+
+export interface Region {
+  kind: RegionKind;
+  mem: string; // memory id (per region kind/map)
+  base: Term;
+  /** Valid offsets [lo, hi) for fault checks; hi null = unknown (no check); 'len' = packet length. */
+  lo: bigint;
+  hi: bigint | 'len' | null;
+  writable: boolean;
+  map?: MapInfo;
+  key?: Term; // hash value: the key
+  depth?: number; // stack frame depth
+}
+
+/** Per-path state of one memory. */
+interface Mem {
+  arr: Term; // array (index → byte) with all writes not in `bytes`
+  bytes: Map<bigint, Term> | null; // constant-index writes on top of `arr` (null: array mode)
+  init: Map<bigint, Term> | null; // stack: offset → condition under which it was written (reads of unwritten bytes fault)
+  iw: number;
+}
+
+export interface Frame {
+  section: string;
+  ret: number; // instruction to resume at
+  saved: Term[]; // r6..r10
+}
+
+export class State {
+  regs: Term[];
+  mems: Map<string, Mem>;
+  present: Map<string, Term>; // hash maps: key → BV1 presence arrays
+  pc: Term;
+  effects: Term[][];
+  sources: Map<number, number>;
+  frames: Frame[];
+  lenMin: bigint;
+  steps: number;
+  /** Backward jumps taken (loop iterations): states of different iterations are kept apart. */
+  back: number;
+  constructor(regs: Term[], pc: Term) {
+    this.back = 0;
+    this.regs = regs;
+    this.mems = new Map();
+    this.present = new Map();
+    this.pc = pc;
+    this.effects = [];
+    this.sources = new Map();
+    this.frames = [];
+    this.lenMin = 0n;
+    this.steps = 0;
+  }
+  clone(): State {
+    const s = new State([...this.regs], this.pc);
+    for (const [k, m] of this.mems) s.mems.set(k, { arr: m.arr, bytes: m.bytes ? new Map(m.bytes) : null, init: m.init ? new Map(m.init) : null, iw: m.iw });
+    s.present = new Map(this.present);
+    s.effects = [...this.effects];
+    s.sources = new Map(this.sources);
+    s.frames = [...this.frames];
+    s.lenMin = this.lenMin;
+    s.steps = this.steps;
+    s.back = this.back;
+    return s;
+  }
+}
+
+export type EndKind = 'exit' | 'fault' | 'tail' | 'leave';
+
+export interface PathEnd {
+  pc: Term;
+  kind: EndKind;
+  label?: string; // leave: the label jumped to ('$next' when falling off the window's end)
+  state: State;
+  reason?: string;
+}
+
+export const FALLTHROUGH = '$next';
+
+// Kernel addresses: bases live in [BASE_LO, BASE_HI); offsets stay far below 2^39.
+const BASE_LO = (1n << 64n) - (1n << 48n);
+const BASE_HI = (1n << 64n) - (1n << 40n);
+export const MAX_PKT = 0xffffn;
+
+const ERR = (e: number): bigint => BigInt.asUintN(64, BigInt(-e));
+
+/** The symbolic machine: shared by both programs of a query (same terms, same input variables). */
+export class Machine {
+  readonly T: Terms;
+  readonly opts: MachineOptions;
+  readonly env: CodeEnv;
+  readonly ctx: CtxLayout;
+  readonly flat: boolean;
+  /** Facts every input satisfies (region bases, packet length, window preconditions). */
+  readonly assumptions: Term[] = [];
+  private regionByBase = new Map<number, Region>();
+  private regionList: Region[] = [];
+  private mapByVar = new Map<number, MapInfo>();
+  readonly pktLen: Term;
+  readonly ctxBase: Term;
+  private labelCache = new Map<string, Map<string, number>>();
+
+  constructor(T: Terms, env: CodeEnv, opts: MachineOptions) {
+    this.T = T;
+    this.env = env;
+    this.opts = opts;
+    this.flat = !opts.memTypes;
+    this.ctx = ctxLayout(env.progType);
+    this.pktLen = T.var('pkt_len', 64);
+    this.assumptions.push(T.ule(this.pktLen, T.bv(MAX_PKT, 64)));
+    this.ctxBase = this.baseVar('ctx');
+    this.addRegion({ kind: 'ctx', mem: 'ctx', base: this.ctxBase, lo: 0n, hi: this.ctx.size === null ? null : BigInt(this.ctx.size), writable: true });
+    this.addRegion({ kind: 'pkt', mem: 'pkt', base: this.baseVar('pkt'), lo: 0n, hi: 'len', writable: true });
+    // Context bytes with known contents (test-run conventions shared with the interpreter).
+    const ctxByte = (off: number): Term =>
+      this.flat ? T.select(T.avar('mem:flat', 64, 8), T.add(this.ctxBase, T.bv(off, 64))) : T.select(T.avar('mem:ctx', 64, 8), T.bv(off, 64));
+    for (const [off, v] of this.ctx.fixed) {
+      const val = typeof v === 'number' ? T.bv(v, 8) : T.extract(8 * v.lenByte + 7, 8 * v.lenByte, this.pktLen);
+      this.assumptions.push(T.eq(ctxByte(off), val));
+    }
+    for (const off of this.ctx.nonZeroU32) {
+      this.assumptions.push(T.neq(T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off)), T.bv(0n, 32)));
+    }
+    for (const m of env.maps) {
+      if (m.data || this.arrayLike(m)) {
+        this.addRegion({ kind: 'mapval', mem: `mv:${m.name}`, base: this.baseVar(`mv:${m.name}`), lo: 0n, hi: BigInt(m.maxEntries * m.valueSize), writable: !m.readonly, map: m });
+      }
+      this.mapByVar.set(T.var(`map:${m.name}`, 64).id, m);
+    }
+  }
+
+  /** For random inputs: the value of a context byte the model fixes (see CtxLayout.fixed). */
+  fixedByte(name: string, idx: bigint, env: { get(name: string, w: number): bigint }): bigint | undefined {
+    let off: bigint;
+    if (name === 'mem:ctx') off = idx;
+    else if (name === 'mem:flat') off = idx - env.get('base:ctx', 64);
+    else return undefined;
+    if (off < 0n || off >= 256n) return undefined;
+    const f = this.ctx.fixed.get(Number(off));
+    if (f !== undefined) return typeof f === 'number' ? BigInt(f) : (env.get('pkt_len', 64) >> BigInt(8 * f.lenByte)) & 0xffn;
+    for (const z of this.ctx.nonZeroU32) if (Number(off) === z) return 1n;
+    return undefined;
+  }
+
+  // ---------------------------------------------------------------- regions
+  private baseVar(name: string): Term {
+    const b = this.T.var(`base:${name}`, 64);
+    return b;
+  }
+  private addRegion(r: Region): Region {
+    this.regionByBase.set(r.base.id, r);
+    this.regionList.push(r);
+    const T = this.T;
+    this.assumptions.push(T.ule(T.bv(BASE_LO, 64), r.base), T.ult(r.base, T.bv(BASE_HI, 64)));
+    if (this.flat) {
+      // Disjointness from every region made so far (flat memory: aliasing is the solver's job).
+      for (const o of this.regionList) {
+        if (o === r) continue;
+        this.assumptions.push(this.disjoint(r, o));
+      }
+    }
+    return r;
+  }
+  private span(r: Region): [Term, Term] {
+    const T = this.T;
+    const lo = T.add(r.base, T.bv(r.lo, 64));
+    const hi = r.hi === 'len' ? T.add(r.base, this.pktLen) : T.add(r.base, T.bv(r.hi ?? 1n << 32n, 64));
+    return [lo, hi];
+  }
+  private disjoint(a: Region, b: Region): Term {
+    const T = this.T;
+    const [alo, ahi] = this.span(a), [blo, bhi] = this.span(b);
+    const apart = T.bor(T.ule(ahi, blo), T.ule(bhi, alo));
+    if (a.kind === 'hashval' && b.kind === 'hashval' && a.map === b.map) return T.bor(T.eq(a.key!, b.key!), apart);
+    return apart;
+  }
+  stackRegion(depth: number): Region {
+    const base = this.baseVar(`fp${depth}`);
+    const hit = this.regionByBase.get(base.id);
+    if (hit) return hit;
+    return this.addRegion({ kind: 'stack', mem: `stack${depth}`, base, lo: -512n, hi: 0n, writable: true, depth });
+  }
+  regionOfMap(m: MapInfo): Region {
+    const r = this.regionByBase.get(this.baseVar(`mv:${m.name}`).id);
+    if (!r) throw new Unsupported(`map ${m.name} has no value region`);
+    return r;
+  }
+  /** The value region of hash map `m` at `key` (one per distinct key term). */
+  hashRegion(m: MapInfo, key: Term): Region {
+    const T = this.T;
+    const base = T.select(T.avar(`vb:${m.name}`, key.w, 64), key);
+    const hit = this.regionByBase.get(base.id);
+    if (hit) return hit;
+    return this.addRegion({ kind: 'hashval', mem: `hv:${m.name}`, base, lo: 0n, hi: BigInt(m.valueSize), writable: true, map: m, key });
+  }
+  /** A region standing for memory a window precondition points to (no known size). */
+  opaqueRegion(name: string, size: number | null): Region {
+    const base = this.baseVar(`w:${name}`);
+    const hit = this.regionByBase.get(base.id);
+    if (hit) return hit;
+    return this.addRegion({ kind: 'opaque', mem: `w:${name}`, base, lo: 0n, hi: size === null ? null : BigInt(size), writable: true });
+  }
+  regions(): readonly Region[] {
+    return this.regionList;
+  }
+  mapPointer(m: MapInfo): Term {
+    return this.T.var(`map:${m.name}`, 64);
+  }
+  mapOfPointer(t: Term): MapInfo | null {
+    return this.mapByVar.get(t.id) ?? null;
+  }
+  arrayLike(m: MapInfo): boolean {
+    return m.data || (this.opts.mapTypes && (m.type === MAP_TYPE.ARRAY || m.type === MAP_TYPE.PERCPU_ARRAY));
+  }
+
+  /** (region, offset) of a pointer term, or null. Sees through sums and ite of pointers into one region. */
+  resolve(t: Term): { region: Region; off: Term } | null {
+    const T = this.T;
+    const direct = this.regionByBase.get(t.id);
+    if (direct) return { region: direct, off: T.bv(0n, 64) };
+    if (t.op === 'add') {
+      for (const x of t.a) {
+        if (x.op === 'const') continue;
+        const r = this.resolve(x);
+        if (r) return { region: r.region, off: T.add(r.off, ...t.a.filter((y) => y !== x)) };
+      }
+    } else if (t.op === 'ite' && t.s === 1) {
+      const a = this.resolve(t.a[1]!), b = this.resolve(t.a[2]!);
+      if (a && b && a.region === b.region) return { region: a.region, off: T.ite(t.a[0]!, a.off, b.off) };
+    }
+    return null;
+  }
+
+  // ---------------------------------------------------------------- memories
+  private memIndexWidth(region: Region): number {
+    return region.kind === 'hashval' ? region.key!.w + 32 : 64;
+  }
+  memOf(st: State, id: string, iw = 64): Mem {
+    let m = st.mems.get(id);
+    if (!m) {
+      const stackInit = this.env.whole && id.startsWith('stack') && !this.flat;
+      m = { arr: this.T.avar(`mem:${id}`, iw, 8), bytes: this.opts.offsets ? new Map() : null, init: stackInit ? new Map() : null, iw };
+      st.mems.set(id, m);
+    }
+    return m;
+  }
+  private toArrayMode(m: Mem): void {
+    if (!m.bytes) return;
+    let arr = m.arr;
+    for (const [k, v] of [...m.bytes].sort((a, b) => (a[0] < b[0] ? -1 : 1))) arr = this.T.store(arr, this.T.bv(k, m.iw), v);
+    m.arr = arr;
+    m.bytes = null;
+    m.init = null;
+  }
+  /** The byte of memory `m` at index `idx` (no side effects). */
+  peek(m: Mem, idx: Term): Term {
+    const T = this.T;
+    if (m.bytes) {
+      if (idx.op === 'const') return m.bytes.get(idx.v) ?? T.select(m.arr, idx);
+      let arr = m.arr;
+      for (const [k, v] of m.bytes) arr = T.store(arr, T.bv(k, m.iw), v);
+      return T.select(arr, idx);
+    }
+    return T.select(m.arr, idx);
+  }
+  /** Index terms written in memory `m` (constant overlay keys and array store indices). */
+  writtenIndices(m: Mem): Term[] {
+    const out: Term[] = [];
+    if (m.bytes) for (const k of m.bytes.keys()) out.push(this.T.bv(k, m.iw));
+    const stack = [m.arr];
+    const seen = new Set<number>();
+    while (stack.length) {
+      const t = stack.pop()!;
+      if (seen.has(t.id)) continue;
+      seen.add(t.id);
+      if (t.op === 'store') {
+        out.push(t.a[1]!);
+        stack.push(t.a[0]!);
+      } else if (t.op === 'ite') stack.push(t.a[1]!, t.a[2]!);
+    }
+    return out;
+  }
+
+  /** Where an access of `n` bytes at `addr` goes: memory id, index terms, fault condition. */
+  private locate(st: State, addr: Term, n: number, write: boolean): { mem: Mem; idx: Term[]; fault: Term; region: Region | null; off: Term | null } {
+    const T = this.T;
+    const r = this.resolve(addr);
+    if (!r && !this.flat) throw new NeedFlat('access through a pointer of unknown region');
+    let fault: Term = T.F;
+    if (r) {
+      fault = this.boundsFault(st, r.region, r.off, n);
+      if (write && !r.region.writable) fault = T.T;
+    }
+    if (this.flat) {
+      const mem = this.memOf(st, 'flat');
+      const idx: Term[] = [];
+      for (let i = 0; i < n; i++) idx.push(T.add(addr, T.bv(i, 64)));
+      return { mem, idx, fault, region: r?.region ?? null, off: r?.off ?? null };
+    }
+    const region = r!.region;
+    const iw = this.memIndexWidth(region);
+    const mem = this.memOf(st, region.mem, iw);
+    const idx: Term[] = [];
+    for (let i = 0; i < n; i++) {
+      const o = T.add(r!.off, T.bv(i, 64));
+      idx.push(region.kind === 'hashval' ? T.concat(region.key!, T.extract(31, 0, o)) : o);
+    }
+    return { mem, idx, fault, region, off: r!.off };
+  }
+
+  private boundsFault(st: State, region: Region, off: Term, n: number): Term {
+    const T = this.T;
+    if (region.hi === null) return T.F;
+    const nn = BigInt(n);
+    if (off.op === 'const') {
+      const o = BigInt.asIntN(64, off.v);
+      if (o < region.lo) return T.T;
+      if (region.hi === 'len') {
+        if (o + nn <= st.lenMin) return T.F;
+        if (o + nn > MAX_PKT) return T.T;
+        return T.slt(this.pktLen, T.bv(o + nn, 64));
+      }
+      return T.bool(o + nn > region.hi);
+    }
+    const end = T.add(off, T.bv(nn, 64));
+    const hi = region.hi === 'len' ? this.pktLen : T.bv(region.hi, 64);
+    return T.bor(T.slt(off, T.bv(region.lo, 64)), T.slt(hi, end), T.slt(end, off));
+  }
+
+  /** Reads `n` bytes (little-endian) at `addr`; null when the path faulted (already recorded). */
+  load(st: State, addr: Term, n: number, ends: PathEnd[], what = 'load'): Term | null {
+    const T = this.T;
+    const loc = this.locate(st, addr, n, false);
+    if (!this.guard(st, loc.fault, ends, `out-of-bounds ${what} of ${n} bytes`)) return null;
+    if (loc.mem.init) {
+      const unwritten: Term[] = [];
+      for (const idx of loc.idx) unwritten.push(idx.op === 'const' ? T.bnot(loc.mem.init.get(idx.v) ?? T.F) : T.T);
+      if (!this.guard(st, T.bor(...unwritten), ends, 'read of uninitialised stack')) return null;
+    }
+    const bytes: Term[] = [];
+    for (let i = 0; i < n; i++) {
+      const idx = loc.idx[i]!;
+      if (loc.mem.bytes && idx.op !== 'const') this.toArrayMode(loc.mem);
+      bytes.push(this.peek(loc.mem, idx));
+    }
+    return T.concat(...bytes.reverse());
+  }
+
+  /** Writes the low `n` bytes of `val` at `addr`; false when the path faulted. */
+  store(st: State, addr: Term, n: number, val: Term, ends: PathEnd[]): boolean {
+    const T = this.T;
+    const loc = this.locate(st, addr, n, true);
+    // Different keys may select one LPM element: writes through LPM values are not modelled.
+    if (loc.region?.map?.type === MAP_TYPE.LPM_TRIE) throw new Unsupported('store to an LPM trie value');
+    if (!this.guard(st, loc.fault, ends, `out-of-bounds store of ${n} bytes`)) return false;
+    for (let i = 0; i < n; i++) {
+      const idx = loc.idx[i]!;
+      const b = T.extract(8 * i + 7, 8 * i, val);
+      if (loc.mem.bytes && idx.op !== 'const') this.toArrayMode(loc.mem);
+      if (loc.mem.bytes) loc.mem.bytes.set(idx.v, b);
+      else loc.mem.arr = T.store(loc.mem.arr, idx, b);
+      loc.mem.init?.set(idx.v, T.T);
+    }
+    return true;
+  }
+
+  /** Splits off a fault path when `cond` may hold; false when the path certainly faults. */
+  private guard(st: State, cond: Term, ends: PathEnd[], reason: string): boolean {
+    const T = this.T;
+    if (cond === T.F) return true;
+    if (cond === T.T) {
+      this.endPath(st, T.T, ends, reason);
+      return false;
+    }
+    ends.push({ pc: T.band(st.pc, cond), kind: 'fault', state: st, reason });
+    st.pc = T.band(st.pc, T.bnot(cond));
+    return true;
+  }
+  private endPath(st: State, cond: Term, ends: PathEnd[], reason: string): void {
+    ends.push({ pc: this.T.band(st.pc, cond), kind: 'fault', state: st, reason });
+  }
+
+  // ---------------------------------------------------------------- initial states
+  /** Entry state of a whole program: r1 = ctx, r10 = frame pointer, other registers 0. */
+  entryState(): State {
+    const T = this.T;
+    const regs: Term[] = [];
+    for (let i = 0; i <= 10; i++) regs.push(T.bv(0n, 64));
+    regs[1] = this.ctxBase;
+    regs[10] = this.stackRegion(0).base;
+    return new State(regs, T.T);
+  }
+
+  // ---------------------------------------------------------------- execution
+  private joinCache = new Map<string, Uint8Array>();
+  /** Instructions with two or more predecessors (where merging states pays off). */
+  joins(section: string): Uint8Array {
+    let j = this.joinCache.get(section);
+    if (!j) {
+      const insns = this.env.sections.get(section) ?? [];
+      const lab = this.labels(section);
+      const preds = new Uint8Array(insns.length + 1);
+      insns.forEach((i, k) => {
+        const c = opClass(i.code);
+        const isJ = c === CLASS.JMP || c === CLASS.JMP32;
+        const op = jmpOp(i.code);
+        if (isJ && op !== JMP.CALL && op !== JMP.EXIT && i.target !== undefined) {
+          const t = lab.get(i.target);
+          if (t !== undefined && preds[t]! < 2) preds[t]!++;
+        }
+        if (!(isJ && (op === JMP.JA || op === JMP.EXIT)) && preds[k + 1]! < 2) preds[k + 1]!++;
+      });
+      j = preds.map((n) => (n >= 2 ? 1 : 0));
+      this.joinCache.set(section, j);
+    }
+    return j;
+  }
+
+  labels(section: string): Map<string, number> {
+    let m = this.labelCache.get(section);
+    if (!m) {
+      m = new Map();
+      const insns = this.env.sections.get(section);
+      if (!insns) throw new Unsupported(`code section ${section} is not available`);
+      insns.forEach((insn, i) => insn.labels?.forEach((l) => m!.set(l, i)));
+      m.set('$end', insns.length);
+      this.labelCache.set(section, m);
+    }
+    return m;
+  }
+
+  /**
+   * All paths from (section, index) in state `init`. States meeting at a jump target (same place,
+   * same call stack, same effect-trace shape) are merged into one with ite-valued registers and
+   * memory, so diamonds of branches do not multiply paths.
+   */
+  run(section: string, index: number, init: State): PathEnd[] {
+    const ends: PathEnd[] = [];
+    let work: WorkItem[] = [{ st: init, sec: section, idx: index }];
+    while (work.length) {
+      let bi = 0;
+      for (let i = 1; i < work.length; i++) if (before(work[i]!, work[bi]!)) bi = i;
+      const item = work[bi]!;
+      work.splice(bi, 1);
+      if (this.opts.merge !== false && this.joins(item.sec)[item.idx]) {
+        const k = placeKey(item);
+        const same = work.filter((w) => placeKey(w) === k && mergeable(w.st, item.st));
+        if (same.length) {
+          work = work.filter((w) => !same.includes(w));
+          for (const o of same) item.st = this.merge(item.st, o.st);
+        }
+      }
+      this.step(item.st, item.sec, item.idx, ends, work);
+      if (ends.length + work.length > this.opts.maxPaths) throw new Unsupported(`more than ${this.opts.maxPaths} paths`);
+    }
+    return ends;
+  }
+
+  /** One state for "a or b" (their path conditions are disjoint). */
+  merge(a: State, b: State): State {
+    const T = this.T;
+    const c = a.pc;
+    const ite = (x: Term, y: Term): Term => T.ite(c, x, y);
+    const s = new State(a.regs.map((r, i) => ite(r, b.regs[i]!)), T.bor(a.pc, b.pc));
+    for (const id of new Set([...a.mems.keys(), ...b.mems.keys()])) {
+      const ma = a.mems.get(id) ?? this.freshMem(a, id, b.mems.get(id)!.iw);
+      const mb = b.mems.get(id) ?? this.freshMem(b, id, ma.iw);
+      let m: Mem;
+      if (ma.bytes && mb.bytes && ma.arr === mb.arr) {
+        const bytes = new Map<bigint, Term>();
+        for (const k of new Set([...ma.bytes.keys(), ...mb.bytes.keys()])) {
+          const idx = T.bv(k, ma.iw);
+          bytes.set(k, ite(this.peek(ma, idx), this.peek(mb, idx)));
+        }
+        m = { arr: ma.arr, bytes, init: null, iw: ma.iw };
+      } else {
+        const ca = { ...ma, bytes: ma.bytes ? new Map(ma.bytes) : null }, cb = { ...mb, bytes: mb.bytes ? new Map(mb.bytes) : null };
+        this.toArrayMode(ca);
+        this.toArrayMode(cb);
+        m = { arr: ite(ca.arr, cb.arr), bytes: null, init: null, iw: ma.iw };
+      }
+      if (ma.init && mb.init) {
+        const init = new Map<bigint, Term>();
+        for (const k of new Set([...ma.init.keys(), ...mb.init.keys()])) init.set(k, ite(ma.init.get(k) ?? T.F, mb.init.get(k) ?? T.F));
+        m.init = init;
+      }
+      s.mems.set(id, m);
+    }
+    for (const name of new Set([...a.present.keys(), ...b.present.keys()])) {
+      const pa = a.present.get(name), pb = b.present.get(name);
+      const root = T.avar(`present:${name}`, (pa ?? pb)!.iw, 1);
+      s.present.set(name, ite(pa ?? root, pb ?? root));
+    }
+    s.effects = a.effects.map((e, k) => e.map((x, j) => ite(x, b.effects[k]![j]!)));
+    s.sources = new Map(a.sources);
+    s.frames = a.frames.map((f, k) => ({ ...f, saved: f.saved.map((x, j) => ite(x, b.frames[k]!.saved[j]!)) }));
+    s.lenMin = a.lenMin < b.lenMin ? a.lenMin : b.lenMin;
+    s.steps = Math.max(a.steps, b.steps);
+    s.back = a.back;
+    return s;
+  }
+
+  private freshMem(st: State, id: string, iw: number): Mem {
+    const probe = new State(st.regs, st.pc);
+    return this.memOf(probe, id, iw);
+  }
+
+  private step(st0: State, sec0: string, idx0: number, ends: PathEnd[], work: WorkItem[]): void {
+    const T = this.T;
+    let st = st0;
+    let sec = sec0;
+    let idx = idx0;
+    let insns = this.env.sections.get(sec)!;
+    let first = true;
+    let joins = this.joins(sec);
+    for (;;) {
+      // a join point: let the scheduler merge states there
+      if (!first && this.opts.merge !== false && joins[idx]) {
+        work.push({ st, sec, idx });
+        return;
+      }
+      first = false;
+      if (++st.steps > this.opts.maxSteps) throw new Unsupported(`a path is longer than ${this.opts.maxSteps} instructions (loop?)`);
+      if (idx >= insns.length) {
+        if (!this.env.whole && st.frames.length === 0) {
+          ends.push({ pc: st.pc, kind: 'leave', label: FALLTHROUGH, state: st });
+        } else this.endPath(st, T.T, ends, 'fell off the end of the code');
+        return;
+      }
+      const insn = insns[idx]!;
+      const cls = opClass(insn.code);
+      if (cls === CLASS.ALU || cls === CLASS.ALU64) {
+        this.alu(st, insn);
+        idx++;
+        continue;
+      }
+      if (cls === CLASS.JMP || cls === CLASS.JMP32) {
+        const op = jmpOp(insn.code);
+        if (op === JMP.EXIT) {
+          const f = st.frames.pop();
+          if (!f) {
+            ends.push({ pc: st.pc, kind: 'exit', state: st });
+            return;
+          }
+          for (let i = 0; i < 5; i++) st.regs[6 + i] = f.saved[i]!;
+          sec = f.section;
+          insns = this.env.sections.get(sec)!;
+          joins = this.joins(sec);
+          idx = f.ret;
+          continue;
+        }
+        if (op === JMP.CALL) {
+          if (insn.src === 1) {
+            if (!insn.callee) throw new Unsupported('bpf-to-bpf call without a callee');
+            if (st.frames.length >= 7) throw new Unsupported('call depth exceeds 8 frames');
+            if (!this.env.whole) throw new Unsupported('bpf-to-bpf call inside a window');
+            st.frames.push({ section: sec, ret: idx + 1, saved: st.regs.slice(6, 11) });
+            const depth = st.frames.length;
+            const fr = this.stackRegion(depth);
+            st.mems.delete(fr.mem);
+            st.regs[10] = fr.base;
+            sec = insn.callee.section;
+            insns = this.env.sections.get(sec) ?? (() => { throw new Unsupported(`code section ${sec} is not available`); })();
+            joins = this.joins(sec);
+            idx = this.labels(sec).get(insn.callee.label) ?? (() => { throw new Unsupported(`undefined label ${insn.callee!.label}`); })();
+            continue;
+          }
+          if (insn.src !== 0) throw new Unsupported('kfunc calls are not modelled');
+          const next = this.call(st, insn.imm, ends);
+          if (!next || next.length === 0) return;
+          if (next.length > 1) {
+            for (const s of next) work.push({ st: s, sec, idx: idx + 1 });
+            return;
+          }
+          st = next[0]!;
+          idx++;
+          continue;
+        }
+        let target: number | null = null;
+        let leaveLabel: string | null = null;
+        if (insn.target !== undefined) {
+          const t = this.labels(sec).get(insn.target);
+          if (t === undefined || (t === insns.length && !this.env.whole)) {
+            if (this.env.whole) throw new Unsupported(`undefined label ${insn.target}`);
+            leaveLabel = insn.target;
+          } else target = t;
+        } else throw new Unsupported('jump without a label');
+        const backward = target !== null && target <= idx;
+        const go = (s: State): void => {
+          if (backward) s.back++;
+          if (leaveLabel !== null) {
+            if (s.frames.length) throw new Unsupported('jump out of a window inside a call');
+            ends.push({ pc: s.pc, kind: 'leave', label: leaveLabel, state: s });
+          } else work.push({ st: s, sec, idx: target! });
+        };
+        if (op === JMP.JA) {
+          if (leaveLabel !== null) return go(st);
+          if (backward) st.back++;
+          idx = target!;
+          continue;
+        }
+        const cond = this.condition(insn, st);
+        if (cond === T.T) {
+          if (leaveLabel !== null) return go(st);
+          if (backward) st.back++;
+          idx = target!;
+          continue;
+        }
+        if (cond === T.F) {
+          idx++;
+          continue;
+        }
+        const taken = st.clone();
+        taken.pc = T.band(st.pc, cond);
+        this.learn(taken, cond);
+        st.pc = T.band(st.pc, T.bnot(cond));
+        this.learn(st, T.bnot(cond));
+        go(taken);
+        if (this.opts.merge !== false) {
+          work.push({ st, sec, idx: idx + 1 });
+          return;
+        }
+        idx++;
+        continue;
+      }
+      if (insn.code === LD_IMM64) {
+        st.regs[insn.dst] = this.ldImm64(insn, sec);
+        idx++;
+        continue;
+      }
+      if (cls === CLASS.LD) {
+        // ld_abs / ld_ind (skb programs): big-endian packet load; out of bounds → the program returns 0.
+        if (!this.ctx.packet) throw new Unsupported('ld_abs/ld_ind without packet data');
+        const n = sizeBytes(insn.code);
+        let off: Term = T.bv(BigInt(insn.imm), 64);
+        if (memMode(insn.code) === MODE.IND) off = T.sext(T.add(T.extract(31, 0, st.regs[insn.src]!), T.bv(BigInt(insn.imm), 32)), 32);
+        const end = T.add(off, T.bv(n, 64));
+        const ok = T.band(T.sle(T.bv(0n, 64), off), T.sle(end, this.pktLen));
+        const okc = off.op === 'const' && BigInt.asIntN(64, off.v) >= 0n && BigInt.asIntN(64, off.v) + BigInt(n) <= st.lenMin ? T.T : ok;
+        if (okc !== T.T) {
+          const bad = st.clone();
+          bad.pc = T.band(st.pc, T.bnot(okc));
+          bad.regs[0] = T.bv(0n, 64);
+          if (bad.pc !== T.F) ends.push({ pc: bad.pc, kind: 'exit', state: bad });
+          st.pc = T.band(st.pc, okc);
+          if (st.pc === T.F) return;
+        }
+        const pkt = this.regionByBase.get(this.baseVar('pkt').id)!;
+        const mem = this.flat ? this.memOf(st, 'flat') : this.memOf(st, 'pkt');
+        const bytes: Term[] = [];
+        for (let i = 0; i < n; i++) {
+          const o = T.add(off, T.bv(i, 64));
+          const idxT = this.flat ? T.add(pkt.base, o) : o;
+          if (mem.bytes && idxT.op !== 'const') this.toArrayMode(mem);
+          bytes.push(this.peek(mem, idxT));
+        }
+        st.regs[0] = T.zext(T.concat(...bytes), 64 - 8 * n); // network order: first byte most significant
+        idx++;
+        continue;
+      }
+      if (cls === CLASS.LDX) {
+        const n = sizeBytes(insn.code);
+        const addr = T.add(st.regs[insn.src]!, T.bv(BigInt(insn.off), 64));
+        const c = this.ctxAccess(st, addr, n, false, ends);
+        if (c === 'fault') return;
+        const v = c ?? this.load(st, addr, n, ends);
+        if (v === null) return;
+        st.regs[insn.dst] = memMode(insn.code) === MODE.MEMSX ? T.sext(v, 64 - 8 * n) : T.resize(v, 64);
+        idx++;
+        continue;
+      }
+      if (cls === CLASS.ST || cls === CLASS.STX) {
+        const n = sizeBytes(insn.code);
+        const addr = T.add(st.regs[insn.dst]!, T.bv(BigInt(insn.off), 64));
+        if (cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC) {
+          if (this.isCtx(addr)) return this.endPath(st, T.T, ends, 'atomic operation on the context');
+          if (!this.atomic(st, insn, addr, n, ends)) return;
+          idx++;
+          continue;
+        }
+        const val = cls === CLASS.ST ? T.bv(BigInt(insn.imm), 64) : st.regs[insn.src]!;
+        if (this.ctxAccess(st, addr, n, true, ends) === 'fault') return;
+        if (!this.store(st, addr, n, val, ends)) return;
+        idx++;
+        continue;
+      }
+      throw new Unsupported(`opcode 0x${insn.code.toString(16)}`);
+    }
+  }
+
+  private ldImm64(insn: IrInsn, sec: string): Term {
+    const T = this.T;
+    if (insn.reloc) {
+      const r = this.env.resolveReloc(insn, sec);
+      if (r.kind === 'error') throw new Unsupported(r.message);
+      const m = this.env.maps[r.map]!;
+      if (r.kind === 'map') return this.mapPointer(m);
+      return T.add(this.regionOfMap(m).base, T.bv(BigInt(r.offset), 64));
+    }
+    if (insn.src !== 0) throw new Unsupported(`ld_imm64 with src_reg ${insn.src} and no relocation`);
+    return T.bv(imm64(insn), 64);
+  }
+
+  private isCtx(addr: Term): boolean {
+    return this.resolve(addr)?.region.kind === 'ctx';
+  }
+
+  /**
+   * Context accesses: 'fault' when the access is invalid (path ended), a pointer term for the
+   * packet pointer fields, null for plain context bytes (or not the context at all).
+   */
+  private ctxAccess(st: State, addr: Term, n: number, write: boolean, ends: PathEnd[]): Term | 'fault' | null {
+    const r = this.resolve(addr);
+    if (!r || r.region.kind !== 'ctx') return null;
+    if (r.off.op !== 'const') throw new Unsupported('context access at a variable offset');
+    const off = Number(BigInt.asIntN(64, r.off.v));
+    if (write) {
+      const why = this.ctx.store(off, n);
+      if (why) {
+        this.endPath(st, this.T.T, ends, why);
+        return 'fault';
+      }
+      return null;
+    }
+    const c = this.ctx.load(off, n);
+    if (c.kind === 'fault') {
+      this.endPath(st, this.T.T, ends, c.reason);
+      return 'fault';
+    }
+    if (c.kind === 'bytes') return null;
+    const pkt = this.baseVar('pkt');
+    return c.field === 'data_end' ? this.T.add(pkt, this.pktLen) : pkt;
+  }
+
+  /** Branch condition of a conditional jump. */
+  condition(insn: IrInsn, st: State): Term {
+    const T = this.T;
+    const is32 = opClass(insn.code) === CLASS.JMP32;
+    let a = st.regs[insn.dst]!;
+    let b = srcBit(insn.code) === SRC_X ? st.regs[insn.src]! : T.bv(BigInt(insn.imm), 64);
+    const op = jmpOp(insn.code);
+    if (!is32) {
+      // Pointers into one region compare like their offsets; a pointer is never 0 (kernel address).
+      const ra = this.resolve(a), rb = this.resolve(b);
+      if (ra && rb && ra.region === rb.region && op !== JMP.JSET) {
+        a = ra.off;
+        b = rb.off;
+        return this.cmp(op, a, b, true);
+      }
+      const isZero = (t: Term): boolean => t.op === 'const' && t.v === 0n;
+      if ((ra && isZero(b)) || (rb && isZero(a))) {
+        // p vs 0 with p in [BASE_LO, BASE_HI): p != 0, p >u 0, p <s 0.
+        const pa = ra !== null;
+        switch (op) {
+          case JMP.JEQ: return T.F;
+          case JMP.JNE: return T.T;
+          case JMP.JGT: case JMP.JGE: return T.bool(pa);
+          case JMP.JLT: case JMP.JLE: return T.bool(!pa);
+          case JMP.JSGT: case JMP.JSGE: return T.bool(!pa);
+          case JMP.JSLT: case JMP.JSLE: return T.bool(pa);
+        }
+      }
+    } else {
+      a = T.extract(31, 0, a);
+      b = T.extract(31, 0, b);
+    }
+    return this.cmp(op, a, b, false);
+  }
+
+  private cmp(op: number, a: Term, b: Term, offsets: boolean): Term {
+    const T = this.T;
+    // Offsets within a region: unsigned and signed comparisons agree (no wrap-around).
+    const ult = offsets ? (x: Term, y: Term) => T.slt(x, y) : (x: Term, y: Term) => T.ult(x, y);
+    const ule = offsets ? (x: Term, y: Term) => T.sle(x, y) : (x: Term, y: Term) => T.ule(x, y);
+    switch (op) {
+      case JMP.JEQ: return T.eq(a, b);
+      case JMP.JNE: return T.neq(a, b);
+      case JMP.JGT: return ult(b, a);
+      case JMP.JGE: return ule(b, a);
+      case JMP.JLT: return ult(a, b);
+      case JMP.JLE: return ule(a, b);
+      case JMP.JSGT: return T.slt(b, a);
+      case JMP.JSGE: return T.sle(b, a);
+      case JMP.JSLT: return T.slt(a, b);
+      case JMP.JSLE: return T.sle(a, b);
+      case JMP.JSET: return T.neq(T.and(a, b), T.bv(0n, a.w));
+    }
+    throw new Unsupported(`jump operation 0x${op.toString(16)}`);
+  }
+
+  /** Remembers lower bounds on the packet length from a branch taken (like the verifier's range). */
+  private learn(st: State, cond: Term): void {
+    const T = this.T;
+    const len = this.pktLen;
+    const atoms = cond.op === 'band' ? cond.a : [cond];
+    for (const c of atoms) {
+      // Comparisons with constants are normalised to `c < len` (lower bound) or its negation.
+      if (c.op === 'slt' && c.a[1] === len && c.a[0]!.op === 'const') {
+        const k = BigInt.asIntN(64, c.a[0]!.v) + 1n;
+        if (k > st.lenMin) st.lenMin = k;
+      }
+    }
+    void T;
+  }
+
+  // ---------------------------------------------------------------- ALU
+  private alu(st: State, insn: IrInsn): void {
+    const T = this.T;
+    const is64 = opClass(insn.code) === CLASS.ALU64;
+    const op = aluOp(insn.code);
+    const x = srcBit(insn.code) === SRC_X;
+    const d = st.regs[insn.dst]!;
+    if (op === ALU.END) {
+      const w = insn.imm;
+      const low = T.extract(w - 1, 0, d);
+      if (!is64 && !x) {
+        st.regs[insn.dst] = T.zext(low, 64 - w); // to little endian on a little-endian host: truncate
+      } else {
+        const bytes: Term[] = [];
+        for (let i = 0; i < w / 8; i++) bytes.push(T.extract(8 * i + 7, 8 * i, low));
+        st.regs[insn.dst] = T.zext(T.concat(...bytes), 64 - w);
+      }
+      return;
+    }
+    const w = is64 ? 64 : 32;
+    let bsrc: Term;
+    if (x) bsrc = st.regs[insn.src]!;
+    else bsrc = T.bv(BigInt(insn.imm), 64); // sign-extended immediate
+    if (op === ALU.MOV) {
+      let r: Term;
+      if (x && insn.off !== 0) r = T.sext(T.extract(insn.off - 1, 0, bsrc), w - insn.off);
+      else r = T.resize(bsrc, w);
+      st.regs[insn.dst] = T.resize(r, 64);
+      return;
+    }
+    const a = T.resize(d, w);
+    const b = T.resize(bsrc, w);
+    const zero = T.bv(0n, w);
+    let r: Term;
+    switch (op) {
+      case ALU.ADD: r = T.add(a, b); break;
+      case ALU.SUB: r = T.sub(a, b); break;
+      case ALU.MUL: r = T.mul(a, b); break;
+      case ALU.DIV:
+        r = T.ite(T.eq(b, zero), zero, insn.off === 1 ? T.sdiv(a, b) : T.udiv(a, b));
+        break;
+      case ALU.MOD:
+        r = insn.off === 1 ? T.srem(a, b) : T.urem(a, b); // x % 0 = x in both
+        break;
+      case ALU.OR: r = T.or(a, b); break;
+      case ALU.AND: r = T.and(a, b); break;
+      case ALU.XOR: r = T.xor(a, b); break;
+      case ALU.LSH: r = T.shl(a, T.and(b, T.bv(w - 1, w))); break;
+      case ALU.RSH: r = T.lshr(a, T.and(b, T.bv(w - 1, w))); break;
+      case ALU.ARSH: r = T.ashr(a, T.and(b, T.bv(w - 1, w))); break;
+      case ALU.NEG: r = T.neg(a); break;
+      default:
+        throw new Unsupported(`ALU operation 0x${op.toString(16)}`);
+    }
+    st.regs[insn.dst] = T.resize(r, 64);
+  }
+
+  private atomic(st: State, insn: IrInsn, addr: Term, n: number, ends: PathEnd[]): boolean {
+    const T = this.T;
+    const w = 8 * n;
+    const old = this.load(st, addr, n, ends, 'atomic access');
+    if (old === null) return false;
+    const srcv = T.resize(st.regs[insn.src]!, w);
+    const imm = insn.imm;
+    let nv: Term;
+    switch (imm & ~ATOMIC.FETCH) {
+      case ATOMIC.ADD: nv = T.add(old, srcv); break;
+      case ATOMIC.OR: nv = T.or(old, srcv); break;
+      case ATOMIC.AND: nv = T.and(old, srcv); break;
+      case ATOMIC.XOR: nv = T.xor(old, srcv); break;
+      case ATOMIC.XCHG & ~ATOMIC.FETCH: nv = srcv; break;
+      case ATOMIC.CMPXCHG & ~ATOMIC.FETCH: {
+        const eq = T.eq(T.resize(st.regs[0]!, w), old);
+        nv = T.ite(eq, srcv, old);
+        if (!this.store(st, addr, n, nv, ends)) return false;
+        st.regs[0] = T.resize(old, 64);
+        return true;
+      }
+      default:
+        throw new Unsupported(`atomic operation 0x${(imm >>> 0).toString(16)}`);
+    }
+    if (!this.store(st, addr, n, nv, ends)) return false;
+    if (imm & ATOMIC.FETCH) st.regs[insn.src] = T.resize(old, 64);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- helpers
+  /** Executes a helper call; returns the continuing states (first = `st`), or null if none. */
+  private call(st0: State, id: number, ends: PathEnd[]): State[] | null {
+    let st = st0;
+    const T = this.T;
+    const spec = HELPERS[id];
+    if (!spec) throw new Unsupported(`helper ${id} is not modelled`);
+    const regs = st.regs;
+    void regs;
+    switch (spec.kind) {
+      case 'source': {
+        const n = st.sources.get(id) ?? 0;
+        st.sources.set(id, n + 1);
+        const v = T.var(`h${id}#${n}`, spec.retBits ?? 64);
+        regs[0] = T.resize(v, 64);
+        return [st];
+      }
+      case 'lookup':
+        return this.mapLookup(st, ends);
+      case 'update':
+        return this.mapUpdate(st, ends);
+      case 'delete':
+        return this.mapDelete(st, ends);
+      case 'tail_call': {
+        const k = st.effects.length;
+        st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
+        const taken = T.var(`tail#${k}`, 0);
+        const t = st.clone();
+        t.pc = T.band(st.pc, taken);
+        ends.push({ pc: t.pc, kind: 'tail', state: t });
+        st.pc = T.band(st.pc, T.bnot(taken));
+        regs[0] = T.var(`ret#${k}`, 64);
+        return [st];
+      }
+      case 'effect': {
+        const k = st.effects.length;
+        const rec: Term[] = [T.bv(BigInt(id), 64)];
+        for (let i = 1; i <= spec.args; i++) rec.push(regs[i]!);
+        for (const r of spec.reads ?? []) {
+          const size = this.memArgSize(st, r, spec.name);
+          if (size === 0) continue;
+          const bytes = this.helperLoad(st, regs[r.ptr]!, size, ends, `${spec.name} read`);
+          if (bytes === null) return null;
+          for (let i = 0; i < size; i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, bytes), 56));
+        }
+        const pw = spec.packetWrite;
+        let pwBytes: Term | null = null;
+        if (pw) {
+          // the bytes being replaced are part of the call's identity (the result depends on them)
+          const size = this.memArgSize(st, { ptr: pw.off, size: pw.size }, spec.name);
+          const at = T.add(this.baseVar('pkt'), T.resize(T.extract(31, 0, regs[pw.off]!), 64));
+          const inside = T.band(T.ule(T.bv(BigInt(size), 64), this.pktLen), T.ule(T.resize(T.extract(31, 0, regs[pw.off]!), 64), T.sub(this.pktLen, T.bv(BigInt(size), 64))));
+          const [yes, no] = this.fork(st, inside);
+          if (no) ends.push({ pc: no.pc, kind: 'fault', state: no, reason: `${spec.name} beyond the packet` });
+          if (!yes) return null;
+          st = yes;
+          const old = this.load(st, at, size, ends, `${spec.name} packet read`);
+          if (old === null) return null;
+          for (let i = 0; i < size; i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, old), 56));
+          if (pw.copyFrom !== undefined) pwBytes = this.load(st, st.regs[pw.copyFrom]!, size, ends, `${spec.name} read`);
+          else {
+            const fresh: Term[] = [];
+            for (let i = size - 1; i >= 0; i--) fresh.push(T.var(`out#${k}.${i}`, 8));
+            pwBytes = T.concat(...fresh);
+          }
+          if (pwBytes === null) return null;
+          if (!this.store(st, at, size, pwBytes, ends)) return null;
+        }
+        st.effects = [...st.effects, rec];
+        for (const wr of spec.writes ?? []) {
+          const size = this.memArgSize(st, wr, spec.name);
+          if (size > 0 && this.isCtx(regs[wr.ptr]!)) {
+            this.endPath(st, T.T, ends, 'helper writes context memory');
+            return null;
+          }
+          for (let i = 0; i < size; i++) {
+            if (!this.store(st, T.add(regs[wr.ptr]!, T.bv(i, 64)), 1, T.var(`out#${k}.${i}`, 8), ends)) return null;
+          }
+        }
+        st.regs[0] = T.var(`ret#${k}`, 64);
+        return [st];
+      }
+      case 'ringbuf_reserve': {
+        const k = st.effects.length;
+        const size = regs[2]!;
+        if (size.op !== 'const' || size.v > 1n << 20n) throw new Unsupported('ringbuf_reserve with a variable size');
+        st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
+        const [yes, no] = this.fork(st, T.var(`rbok#${k}`, 0));
+        if (yes) yes.regs[0] = this.opaqueRegion(`rb#${k}`, Number(size.v)).base;
+        if (no) no.regs[0] = T.bv(0n, 64);
+        return [yes, no].filter((x): x is State => x !== null);
+      }
+      case 'ringbuf_finish': {
+        const r = this.resolve(regs[1]!);
+        if (!r || r.region.kind !== 'opaque' || !r.region.mem.startsWith('w:rb#') || r.off !== T.bv(0n, 64)) {
+          throw new Unsupported(`${spec.name} of a pointer that is not a reserved sample ${process.env.K2_SMT_DEBUG ? show(regs[1]!) : ""}`);
+        }
+        const rec: Term[] = [T.bv(BigInt(id), 64), regs[2]!];
+        if (id === 132) {
+          const data = this.load(st, regs[1]!, Number(r.region.hi), ends, 'ringbuf sample read');
+          if (data === null) return null;
+          for (let i = 0; i < Number(r.region.hi); i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, data), 56));
+        }
+        st.effects = [...st.effects, rec];
+        regs[0] = T.bv(0n, 64);
+        return [st];
+      }
+    }
+  }
+
+  /** Memory a helper reads: like a load, but the context is off limits (as in the interpreter). */
+  private helperLoad(st: State, addr: Term, n: number, ends: PathEnd[], what: string): Term | null {
+    if (this.isCtx(addr)) {
+      this.endPath(st, this.T.T, ends, 'helper reads context memory');
+      return null;
+    }
+    return this.load(st, addr, n, ends, what);
+  }
+
+  private memArgSize(st: State, a: MemArg, name: string): number {
+    if (typeof a.size === 'number') return a.size;
+    const s = st.regs[a.size.arg]!;
+    if (s.op !== 'const') throw new Unsupported(`${name} with a variable size`);
+    if (s.v > 4096n) throw new Unsupported(`${name} of ${s.v} bytes`);
+    return Number(s.v);
+  }
+
+  private mapArg(st: State, reg: number, what: string): MapInfo {
+    const m = this.mapOfPointer(st.regs[reg]!);
+    if (!m) throw new Unsupported(`${what}: map argument is not a known map`);
+    // LPM tries: a lookup is a consistent function of the key (values are then read-only, see store)
+    if (m.type === MAP_TYPE.LPM_TRIE && what === 'map_lookup_elem') return m;
+    if (m.type !== MAP_TYPE.HASH && m.type !== MAP_TYPE.ARRAY && m.type !== MAP_TYPE.PERCPU_ARRAY && m.type !== MAP_TYPE.PERCPU_HASH &&
+      m.type !== MAP_TYPE.LRU_HASH && m.type !== MAP_TYPE.LRU_PERCPU_HASH && !m.data) {
+      throw new Unsupported(`${what} on map ${m.name} of type ${m.type}`);
+    }
+    return m;
+  }
+
+  private presenceOf(st: State, m: MapInfo, keyW: number): Term {
+    return st.present.get(m.name) ?? this.T.avar(`present:${m.name}`, keyW, 1);
+  }
+
+  /** Forks on `cond`: returns [state where cond holds, state where it does not] (either may be null). */
+  private fork(st: State, cond: Term): [State | null, State | null] {
+    const T = this.T;
+    if (cond === T.T) return [st, null];
+    if (cond === T.F) return [null, st];
+    const yes = st.clone();
+    yes.pc = T.band(st.pc, cond);
+    st.pc = T.band(st.pc, T.bnot(cond));
+    return [yes, st];
+  }
+
+  private mapLookup(st: State, ends: PathEnd[]): State[] | null {
+    const T = this.T;
+    const m = this.mapArg(st, 1, 'map_lookup_elem');
+    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
+    if (key === null) return null;
+    if (this.arrayLike(m)) {
+      const i = T.resize(key, 64);
+      const [yes, no] = this.fork(st, T.ult(i, T.bv(BigInt(m.maxEntries), 64)));
+      if (yes) yes.regs[0] = T.add(this.regionOfMap(m).base, T.mul(i, T.bv(BigInt(m.valueSize), 64)));
+      if (no) no.regs[0] = T.bv(0n, 64);
+      return [yes, no].filter((s): s is State => s !== null);
+    }
+    const pres = T.select(this.presenceOf(st, m, key.w), key);
+    const [yes, no] = this.fork(st, T.eq(pres, T.bv(1n, 1)));
+    if (yes) yes.regs[0] = this.hashRegion(m, key).base;
+    if (no) no.regs[0] = T.bv(0n, 64);
+    return [yes, no].filter((s): s is State => s !== null);
+  }
+
+  private mapUpdate(st: State, ends: PathEnd[]): State[] | null {
+    const T = this.T;
+    const m = this.mapArg(st, 1, 'map_update_elem');
+    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
+    if (key === null) return null;
+    const val = this.helperLoad(st, st.regs[3]!, m.valueSize, ends, 'map value read');
+    if (val === null) return null;
+    const flags = st.regs[4]!;
+    const out: State[] = [];
+    const fail = (s: State | null, errno: number): State | null => {
+      if (s) {
+        s.regs[0] = T.bv(ERR(errno), 64);
+        out.push(s);
+      }
+      return null;
+    };
+    let [bad, rest] = this.fork(st, T.ult(T.bv(2n, 64), flags));
+    fail(bad, 22);
+    if (!rest) return out;
+    if (this.arrayLike(m)) {
+      const i = T.resize(key, 64);
+      let [big, ok] = this.fork(rest, T.ule(T.bv(BigInt(m.maxEntries), 64), i));
+      fail(big, 7);
+      if (!ok) return out;
+      let [noexist, go] = this.fork(ok, T.eq(flags, T.bv(1n, 64)));
+      fail(noexist, 17);
+      if (!go) return out;
+      const addr = T.add(this.regionOfMap(m).base, T.mul(i, T.bv(BigInt(m.valueSize), 64)));
+      if (!this.store(go, addr, m.valueSize, val, ends)) return out;
+      go.regs[0] = T.bv(0n, 64);
+      out.push(go);
+      return out;
+    }
+    const present = this.presenceOf(rest, m, key.w);
+    const exists = T.eq(T.select(present, key), T.bv(1n, 1));
+    let [e1, r1] = this.fork(rest, T.band(T.eq(flags, T.bv(1n, 64)), exists));
+    fail(e1, 17);
+    if (!r1) return out;
+    let [e2, go] = this.fork(r1, T.band(T.eq(flags, T.bv(2n, 64)), T.bnot(exists)));
+    fail(e2, 2);
+    if (!go) return out;
+    go.present.set(m.name, T.store(present, key, T.bv(1n, 1)));
+    if (!this.store(go, this.hashRegion(m, key).base, m.valueSize, val, ends)) return out;
+    go.regs[0] = T.bv(0n, 64);
+    out.push(go);
+    return out;
+  }
+
+  private mapDelete(st: State, ends: PathEnd[]): State[] | null {
+    const T = this.T;
+    const m = this.mapArg(st, 1, 'map_delete_elem');
+    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
+    if (key === null) return null;
+    if (this.arrayLike(m)) {
+      st.regs[0] = T.bv(ERR(22), 64);
+      return [st];
+    }
+    const present = this.presenceOf(st, m, key.w);
+    const [yes, no] = this.fork(st, T.eq(T.select(present, key), T.bv(1n, 1)));
+    if (yes) {
+      yes.present.set(m.name, T.store(present, key, T.bv(0n, 1)));
+      yes.regs[0] = T.bv(0n, 64);
+    }
+    if (no) no.regs[0] = T.bv(ERR(2), 64);
+    return [yes, no].filter((s): s is State => s !== null);
+  }
+}
+
+export { helperName, mask };

@@ -1,0 +1,102 @@
+// Markov-chain Monte Carlo search for a cheaper window (K2 §4, after STOKE): propose a neighbour,
+// accept it with probability min(1, exp(-beta * Δcost)); remember the cheapest candidate with zero
+// error on every test case. Zero test error is only a filter: the SMT checker decides.
+import type { Insn } from '../isa/index.js';
+import { REG_FP } from '../isa/index.js';
+import { compact, errorOn, passesAll, ERROR_WEIGHT, perfCost, type TestCase } from './cost.js';
+import { ALU, CLASS, SRC_K, SRC_X } from '../isa/index.js';
+import { propose, type Pool, type Slot } from './moves.js';
+import { Rng } from './rng.js';
+
+export interface SearchOptions {
+  iterations: number;
+  beta: number;
+  seed: number;
+}
+
+export const DEFAULT_SEARCH: SearchOptions = { iterations: 300, beta: 1, seed: 1 };
+
+/** Registers, constants and stack offsets a window's rewrites may draw from. */
+export function poolOf(window: readonly Insn[], liveOut: readonly number[]): Pool {
+  const regs = new Set<number>(liveOut.filter((r) => r !== REG_FP));
+  const imms = new Set<number>([0, 1, -1, 2, 4, 8, 16, 32, 0xff, 0xffff]);
+  const stackOffs = new Set<number>();
+  for (const i of window) {
+    if (i.dst !== REG_FP) regs.add(i.dst);
+    if (i.src !== REG_FP && i.src <= 9) regs.add(i.src);
+    if (i.imm2 === undefined) imms.add(i.imm);
+    if (i.src === REG_FP || i.dst === REG_FP) stackOffs.add(i.off);
+  }
+  return { regs: [...regs].filter((r) => r <= 9), imms: [...imms], stackOffs: [...stackOffs] };
+}
+
+/** Candidates that delete exactly one instruction: cheap, and they find dead code at once. */
+export function deletions(window: readonly Insn[]): Insn[][] {
+  return window.map((_, k) => window.filter((__, j) => j !== k));
+}
+
+const SINGLE_OPS = [ALU.MOV, ALU.ADD, ALU.SUB, ALU.MUL, ALU.OR, ALU.AND, ALU.LSH, ALU.RSH, ALU.XOR, ALU.ARSH, ALU.NEG];
+
+/** Every one-instruction ALU rewrite over the pool (complete for windows that collapse to one ALU op). */
+export function* singles(pool: Pool): Generator<Insn[]> {
+  for (const cls of [CLASS.ALU, CLASS.ALU64]) {
+    for (const op of SINGLE_OPS) {
+      const shift = op === ALU.LSH || op === ALU.RSH || op === ALU.ARSH;
+      for (const dst of pool.regs) {
+        if (op === ALU.NEG) { yield [{ code: cls | op, dst, src: 0, off: 0, imm: 0 }]; continue; }
+        for (const src of pool.regs) yield [{ code: cls | op | SRC_X, dst, src, off: 0, imm: 0 }];
+        const imms = shift ? [1, 2, 3, 4, 8, 16, 24, 31, 32, 48, 56, 63].filter((k) => k < (cls === CLASS.ALU ? 32 : 64)) : pool.imms;
+        for (const imm of imms) yield [{ code: cls | op | SRC_K, dst, src: 0, off: 0, imm }];
+      }
+    }
+  }
+}
+
+/**
+ * The cheapest zero-error rewrite found, or null. Candidates come from single deletions first, then
+ * from the chain; `reject` filters candidates already refuted by the checker.
+ */
+export function searchWindow(
+  window: readonly Insn[],
+  tests: readonly TestCase[],
+  liveOut: readonly number[],
+  opts: SearchOptions = DEFAULT_SEARCH,
+  reject: (cand: Insn[]) => boolean = () => false,
+): Insn[] | null {
+  const origCost = perfCost(window);
+  let best: Insn[] | null = null;
+  let bestCost = origCost;
+  const consider = (cand: Insn[], cost: number): void => {
+    if (cost < bestCost && !reject(cand)) { best = cand; bestCost = cost; }
+  };
+  for (const d of deletions(window)) if (passesAll(d, tests, liveOut)) consider(d, perfCost(d));
+  if (best) return best;
+  const pool = poolOf(window, liveOut);
+  if (pool.regs.length === 0) return null;
+  if (origCost > 1) {
+    for (const c of singles(pool)) {
+      if (passesAll(c, tests, liveOut)) consider(c, 1);
+      if (best) return best;
+    }
+  }
+  if (window.length <= 2) return best; // two-instruction windows are covered completely above
+
+  const rng = new Rng(opts.seed);
+  const steer = tests.slice(0, 4);
+  let cur: Slot[] = [...window];
+  let curCost = perfCost(window);
+  for (let it = 0; it < opts.iterations; it++) {
+    const next = propose(rng, cur, pool);
+    const insns = compact(next);
+    // The chain is steered by a few tests; a zero-error candidate must then pass them all.
+    const err = errorOn(insns, steer, liveOut);
+    const perf = perfCost(insns);
+    const cost = ERROR_WEIGHT * err + perf;
+    if (err === 0 && perf < bestCost && passesAll(insns, tests, liveOut)) consider(insns, perf);
+    if (cost <= curCost || rng.float() < Math.exp(-opts.beta * (cost - curCost))) {
+      cur = next;
+      curCost = cost;
+    }
+  }
+  return best;
+}

