@@ -9,9 +9,9 @@ import { classifyClangArgs } from '../src/toolchain/index.js';
 const tmp = mkdtempSync(join(tmpdir(), 'k2cc-'));
 test.after.always(() => rmSync(tmp, { recursive: true, force: true }));
 
-test('k2-clang as CLANG= in the fixtures Makefile builds byte-identical objects to plain clang', async (t) => {
+test('k2-clang as CLANG= in the fixtures Makefile, relinking only (K2_OPT=0), builds byte-identical objects to plain clang', async (t) => {
   const build = join(tmp, 'build-k2');
-  const r = await execa('make', ['-s', '-C', join(repo, 'fixtures'), `CLANG=${k2clang}`, `BUILD=${build}`], { reject: false });
+  const r = await execa('make', ['-s', '-C', join(repo, 'fixtures'), `CLANG=${k2clang}`, `BUILD=${build}`], { reject: false, env: { K2_OPT: '0' } });
   t.is(r.exitCode, 0, String(r.stderr));
   const plain = fixtureObjects();
   t.deepEqual(readdirSync(build).filter((f) => f.endsWith('.o')).sort(), plain.map((f) => basename(f)));
@@ -42,4 +42,25 @@ test('clang argument classification finds BPF object outputs', (t) => {
   t.is(classifyClangArgs(['-target', 'x86_64-linux-gnu', '-c', 'a.c']).bpfObject, false);
   t.is(classifyClangArgs(['-target', 'bpf', '-I', 'inc', '-c', 'a.c', '-o', 'a.o']).outputs.length, 1);
   t.is(classifyClangArgs(['-target', 'bpf', '-c', 'a.c', '-o', '-']).bpfObject, false);
+});
+
+test('k2-clang as CLANG= optimizing: every object that loaded still loads, none grew', async (t) => {
+  const build = join(tmp, 'build-k2opt');
+  const some = fixtureObjects().filter((f) => /(redundant|calls|jmp32)\.o$/.test(f));
+  const r = await execa('make', ['-s', '-C', join(repo, 'fixtures'), `CLANG=${k2clang}`, `BUILD=${build}`, ...some.map((f) => join(build, basename(f)))], { reject: false, env: { K2_BUDGET_MS: '1500' } });
+  t.is(r.exitCode, 0, String(r.stderr));
+  let before = 0, after = 0;
+  for (const f of some) {
+    const opt = join(build, basename(f));
+    const [a, b] = await Promise.all([f, opt].map((o) => execa('node', [k2, 'verify', o, '--json'], { reject: false })));
+    const va = JSON.parse(a!.stdout), vb = JSON.parse(b!.stdout);
+    t.deepEqual(vb.programs.map((p: { accepted: boolean }) => p.accepted), va.programs.map((p: { accepted: boolean }) => p.accepted), basename(f));
+    const [da, db] = await Promise.all([f, opt].map((o) => execa('node', [k2, 'dis', '--json', o])));
+    const slots = (j: string) => JSON.parse(j).sections.reduce((n: number, s: { slots: number }) => n + s.slots, 0);
+    before += slots(da!.stdout);
+    after += slots(db!.stdout);
+    t.true(slots(db!.stdout) <= slots(da!.stdout), basename(f));
+  }
+  t.log(`fixtures: ${before} → ${after} slots through k2-clang`);
+  t.true(after < before);
 });

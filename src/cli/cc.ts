@@ -2,6 +2,9 @@
 import type { Command } from 'commander';
 import { classifyClangArgs, runClang } from '../toolchain/index.js';
 import { relinkFile } from '../driver/index.js';
+import { optimizeFile } from '../driver/optimize.js';
+import { loadConfig } from '../config/index.js';
+import { shutdownZ3 } from '../smt/index.js';
 import { K2Error } from '../util/errors.js';
 
 /**
@@ -13,14 +16,20 @@ export async function cc(args: string[]): Promise<number> {
   const inv = classifyClangArgs(args);
   const code = await runClang(args);
   if (code !== 0 || !inv.bpfObject) return code;
+  const { config } = loadConfig();
   for (const out of inv.outputs) {
     try {
-      relinkFile(out, out);
+      if (!config.optimize) relinkFile(out, out);
+      else {
+        const r = await optimizeFile(out, out, { kernel: config.kernel, synth: { budgetMs: config.budgetMs, timeoutMs: config.timeoutMs, search: { iterations: config.iterations, beta: 1, seed: 1 } } });
+        for (const s of r.sections) if (s.status === 'reverted') process.stderr.write(`k2: warning: ${out}: section ${s.name} kept as clang wrote it: ${s.reason}\n`);
+      }
     } catch (e) {
       const msg = e instanceof K2Error ? e.message : `internal error: ${(e as Error).message}`;
       process.stderr.write(`k2: warning: ${msg}; kept clang's output\n`);
     }
   }
+  if (config.optimize) await shutdownZ3();
   return 0;
 }
 
@@ -34,8 +43,8 @@ export function register(program: Command): void {
     .passThroughOptions()
     .addHelpText('after', `
 Every argument goes to clang unchanged (set K2_CLANG to choose the clang binary). When they compile
-to BPF object files (-target bpf / --target=bpf*, -c), each object goes through k2 after clang
-succeeds; on any k2 failure clang's object is kept and a warning printed. Other invocations (-E, -S,
+to BPF object files (-target bpf / --target=bpf*, -c), each object is optimized by k2 after clang
+succeeds (settings: k2.config.json, see k2.config.example.json; K2_OPT=0 relinks only); on any k2 failure clang's object is kept and a warning printed. Other invocations (-E, -S,
 -emit-llvm, other targets, --version) are passed through with clang's exit code.
 Exit codes: clang's own; 5 if clang is missing.`)
     .action(async (clangArgs: string[]) => {
