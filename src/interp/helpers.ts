@@ -181,18 +181,19 @@ function makeHelpers(): (HelperFn | undefined)[] {
     ok(m, 0);
   };
   h[28] = (m) => {
-    // csum_diff(from, from_size, to, to_size, seed)
+    // csum_diff(from, from_size, to, to_size, seed), as since Linux 6.13 (any sizes, 16-bit result):
+    // from32to16(partial(to, seed) - partial(from, 0)), or the one-sided forms.
     const fromSize = arg32(m, 2);
     const toSize = arg32(m, 4);
-    if ((fromSize | toSize) & 3 || fromSize + toSize > 512) return neg(m, ERRNO.EINVAL);
+    const seed = arg32(m, 5);
     const from = fromSize ? m.readBytes(m.lo[1]!, m.hi[1]!, fromSize) : new Uint8Array(0);
     const to = toSize ? m.readBytes(m.lo[3]!, m.hi[3]!, toSize) : new Uint8Array(0);
-    const words: number[] = [];
-    const fv = new DataView(from.buffer);
-    const tv = new DataView(to.buffer);
-    for (let i = 0; i < fromSize; i += 4) words.push(~fv.getUint32(i, true) >>> 0);
-    for (let i = 0; i < toSize; i += 4) words.push(tv.getUint32(i, true));
-    ok(m, csumPartialWords(words, arg32(m, 5)));
+    let r: number;
+    if (fromSize && toSize) r = csumFrom32to16(csumSub(csumPartial(to, seed), csumPartial(from, 0)));
+    else if (toSize) r = csumFrom32to16(csumPartial(to, seed));
+    else if (fromSize) r = csumFrom32to16(~csumPartial(from, ~seed >>> 0) >>> 0);
+    else r = seed;
+    m.setReg(0, r | 0, 0);
   };
   h[44] = (m) => {
     // xdp_adjust_head(xdp, delta)
@@ -359,6 +360,25 @@ export function csumPartialWords(words: number[], seed: number): number {
   for (const w of words) s = csumAdd(s, w);
   return s;
 }
+
+/**
+ * csum_partial(buf, len, seed): the one's-complement sum of the bytes as little-endian words. Any
+ * implementation's 32-bit result is the same: congruent modulo 2^32-1 and zero only for all zeros.
+ */
+export function csumPartial(b: Uint8Array, seed: number): number {
+  let s = seed >>> 0;
+  for (let i = 0; i < b.length; i += 4) {
+    const w = (b[i]! | ((b[i + 1] ?? 0) << 8) | ((b[i + 2] ?? 0) << 16) | ((b[i + 3] ?? 0) << 24)) >>> 0;
+    s = csumAdd(s, w);
+  }
+  return s;
+}
+
+/** csum_from32to16: fold a 32-bit sum to 16 bits with end-around carry (no complement). */
+export const csumFrom32to16 = (x: number): number => {
+  const sum = ((x >>> 0) + (((x >>> 16) | (x << 16)) >>> 0)) >>> 0;
+  return sum >>> 16;
+};
 
 function csumReplace(m: Machine, env: Env, l4: boolean): void {
   // l3_csum_replace / l4_csum_replace(skb, offset, from, to, flags)

@@ -5,7 +5,7 @@
 // A pointer is the 64-bit value hi:lo with hi = REGION_HI + region and lo = REGION_LO + offset, so
 // pointer arithmetic and comparisons inside one region behave like the kernel's, and every access is
 // checked against its region's bounds [start, end).
-import { CLASS, JMP, ALU, MODE, SIZE, ATOMIC } from '../isa/opcodes.js';
+import { CLASS, JMP, ALU, MODE, ATOMIC } from '../isa/opcodes.js';
 import { STRIDE, OP, locate, type Unit } from './compile.js';
 import type { MapState } from './maps.js';
 import type { Effect } from './outcome.js';
@@ -123,8 +123,6 @@ export class Machine {
       }
     }
     this.nRegions = fixed;
-    this.rBuf.length = this.rView.length = this.rStart.length = this.rEnd.length = fixed;
-    this.rFlags.length = this.rInit.length = this.rName.length = fixed;
     this.valueRegions.clear();
     this.ctxRegion = -1;
   }
@@ -138,13 +136,16 @@ export class Machine {
   addRegion(name: string, buf: Uint8Array, flags: number, start = 0, end = buf.length): number {
     const id = this.nRegions++;
     if (id >= 65536) this.fault('too many memory regions');
-    this.rBuf.push(buf);
-    this.rView.push(new DataView(buf.buffer, buf.byteOffset, buf.byteLength));
-    this.rStart.push(start);
-    this.rEnd.push(end);
-    this.rFlags.push(flags);
-    this.rInit.push(flags & F.STACK ? new Uint8Array(buf.length) : null);
-    this.rName.push(name);
+    let view = viewCache.get(buf);
+    if (!view) viewCache.set(buf, (view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)));
+    // Slots past nRegions are stale from earlier runs and overwritten in place.
+    this.rBuf[id] = buf;
+    this.rView[id] = view;
+    this.rStart[id] = start;
+    this.rEnd[id] = end;
+    this.rFlags[id] = flags;
+    this.rInit[id] = flags & F.STACK ? new Uint8Array(buf.length) : null;
+    this.rName[id] = name;
     return id;
   }
 
@@ -698,8 +699,9 @@ export class Machine {
 export const FUNC_HI = -131072;
 
 const ZERO_KEY = new Uint8Array(4);
+/** DataViews of region buffers (map values and packet pages recur from run to run). */
+const viewCache = new WeakMap<Uint8Array, DataView>();
 const SIZE_BYTES = [4, 2, 1, 8];
-export { SIZE };
 
 let RLO = 0;
 let RHI = 0;
@@ -813,6 +815,6 @@ export const HELPER_NAMES: Record<number, string> = {
   93: 'spin_lock', 94: 'spin_unlock', 95: 'sk_fullsock', 96: 'tcp_sock', 97: 'skb_ecn_set_ce', 112: 'probe_read_user',
   113: 'probe_read_kernel', 114: 'probe_read_user_str', 115: 'probe_read_kernel_str', 125: 'ktime_get_boot_ns',
   130: 'ringbuf_output', 131: 'ringbuf_reserve', 132: 'ringbuf_submit', 133: 'ringbuf_discard', 134: 'ringbuf_query',
-  135: 'csum_level', 160: 'ktime_get_coarse_ns', 164: 'for_each_map_elem', 165: 'snprintf', 181: 'loop', 182: 'strncmp',
+  135: 'csum_level', 151: 'skb_cgroup_classid', 152: 'redirect_neigh', 153: 'per_cpu_ptr', 154: 'this_cpu_ptr', 155: 'redirect_peer', 160: 'ktime_get_coarse_ns', 164: 'for_each_map_elem', 165: 'snprintf', 181: 'loop', 182: 'strncmp',
   188: 'xdp_get_buff_len', 189: 'xdp_load_bytes', 190: 'xdp_store_bytes', 195: 'map_lookup_percpu_elem',
 };

@@ -197,6 +197,22 @@ export function skbAcceptable(p: Uint8Array, r: Rng): Uint8Array {
   return out;
 }
 
+/**
+ * An XDP input with metadata in front of the packet: data_in = metadata + frame, and xdp_md
+ * {data = metadata length, data_end = data_in length} as the test run requires.
+ */
+export function xdpWithMeta(r: Rng, frame: Uint8Array): TestInput {
+  const meta = 4 * r.range(1, 8);
+  const packet = new Uint8Array(meta + frame.length);
+  packet.set(r.bytes(meta));
+  packet.set(frame, meta);
+  const ctx = new Uint8Array(24);
+  const v = new DataView(ctx.buffer);
+  v.setUint32(0, meta, true);
+  v.setUint32(4, packet.length, true);
+  return { packet, ctx };
+}
+
 /** __sk_buff fields a test run accepts as input (mark, priority, cb, tstamp, gso), random. */
 export function skbCtx(r: Rng): Uint8Array {
   const c = new Uint8Array(SKB.size);
@@ -305,6 +321,7 @@ export function generate(opts: GenOptions): Session[] {
       if (kind === 'skb_l2' || kind === 'skb_l3') pkt = skbAcceptable(pkt, r);
       const inp: TestInput = { packet: pkt };
       if ((kind === 'skb_l2' || kind === 'skb_l3') && r.chance(0.5)) inp.ctx = skbCtx(r);
+      if (kind === 'xdp' && r.chance(0.15)) Object.assign(inp, xdpWithMeta(r, pkt));
       inputs.push(inp);
     }
     sessions.push({ maps, inputs });
