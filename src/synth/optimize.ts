@@ -21,7 +21,7 @@ export interface SynthOptions {
   cegisRounds: number;
 }
 
-export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };
+export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2, 1], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };
 
 export interface SectionStats {
   windows: number;
