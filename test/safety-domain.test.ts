@@ -195,3 +195,20 @@ test('bpf-to-bpf calls get a frame; callee-clobbered registers are not readable'
   bad[3] = movr(1, 2); // r2 was clobbered by the call
   t.false(xdp(bad).safe);
 });
+
+// Regressions found by the kernel agreement campaign.
+test('data_meta compared against data_end gives no range (only against data)', (t) => {
+  const meta = [ldx(SIZE.W, 2, 1, 8), ldx(SIZE.W, 3, 1, 4), movr(4, 2), add64(4, 4), jmpx(JMP.JGT, 4, 3, 'out'), ldx(SIZE.W, 0, 2, 0), mov64(0, 2), exit(), ...out];
+  t.false(xdp(meta).safe);
+  const good = [ldx(SIZE.W, 2, 1, 8), ldx(SIZE.W, 3, 1, 0), movr(4, 2), add64(4, 4), jmpx(JMP.JGT, 4, 3, 'out'), ldx(SIZE.W, 0, 2, 0), mov64(0, 2), exit(), ...out];
+  t.true(xdp(good).safe);
+});
+
+test('a packet pointer known to be beyond data_end cannot be read through', (t) => {
+  // r5 = data + 13; if r5 > end goto L; ... L: *(u8 *)(r5 + 0) — the kernel refuses on the jump edge.
+  const prog = [
+    ...pktCheck(14).slice(0, 4), jmpx(JMP.JGT, 4, 3, 'out'),
+    movr(5, 2), add64(5, 13), jmpx(JMP.JGT, 5, 3, 'l'), mov64(0, 2), label('l', ldx(SIZE.B, 0, 5, 0)), exit(), ...out,
+  ];
+  t.false(xdp(prog).safe);
+});

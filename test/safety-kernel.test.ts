@@ -50,9 +50,7 @@ test.serial('k2 accepts no fixture or corpus program that the kernel rejects', a
   t.deepEqual(bad.map((r) => `${r.file} ${r.section}/${r.name}: kernel says ${r.kernelWhy}`), []);
 });
 
-// The goal is 5%; CO-RE programs (libbpf rewrites their relocated instructions against the running
-// kernel's BTF, which k2 does not model) are always judged unsafe and put this corpus just above it.
-test.serial('programs the kernel accepts are judged safe (false-reject rate at most 6%)', async (t) => {
+test.serial('programs the kernel accepts are judged safe (false-reject rate at most 5%)', async (t) => {
   const rows = await judgeOriginals();
   const accepted = rows.filter((r) => r.kernel === 'accepted');
   const rejected = accepted.filter((r) => !r.k2);
@@ -62,20 +60,16 @@ test.serial('programs the kernel accepts are judged safe (false-reject rate at m
   // Every fixture the kernel accepts must be accepted, except the documented gaps.
   const fixtureMisses = rejected.filter((r) => r.file.startsWith(fixturesDir) && !/callback|CO-RE/.test(r.k2Why ?? ''));
   t.deepEqual(fixtureMisses.map((r) => `${r.file} ${r.section}/${r.name}: ${r.k2Why}`), []);
-  const noCore = accepted.filter((r) => !/CO-RE/.test(r.k2Why ?? ''));
-  const rateNoCore = rejected.filter((r) => !/CO-RE/.test(r.k2Why ?? '')).length / noCore.length;
-  t.log(`without CO-RE programs: ${(100 * rateNoCore).toFixed(1)}%`);
-  t.true(rate <= 0.06, `false-reject rate ${(100 * rate).toFixed(1)}%`);
-  t.true(rateNoCore <= 0.05, `false-reject rate without CO-RE ${(100 * rateNoCore).toFixed(1)}%`);
+  t.true(rate <= 0.05, `false-reject rate ${(100 * rate).toFixed(1)}%`);
 });
 
-test.serial('no false accepts over 250 random mutants of fixtures and corpus programs', async (t) => {
+test.serial('no false accepts over 200 random mutants of fixtures and corpus programs', async (t) => {
   const rows = await judgeOriginals();
   const files = [...new Set(rows.map((r) => r.file))];
-  const r = await campaign(files, 250, 20251125);
+  const r = await campaign(files, 200, 20251125);
   t.log(`mutants judged: ${r.mutants} (skipped ${r.skipped}); kernel rejected ${r.kernelRejected}, accepted ${r.kernelAccepted}; ` +
     `false rejects ${r.falseRejects}, false accepts ${r.falseAccepts.length}`);
-  t.true(r.mutants >= 200, `only ${r.mutants} mutants could be judged`);
-  t.true(r.kernelRejected >= 50, 'the mutants should exercise rejections');
+  t.true(r.mutants >= 160, `only ${r.mutants} mutants could be judged`);
+  t.true(r.kernelRejected >= 40, 'the mutants should exercise rejections');
   t.deepEqual(r.falseAccepts, []);
 });

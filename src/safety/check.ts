@@ -7,11 +7,11 @@ import {
   aluOp, invalidReason, jmpOp, memMode, memSize, opClass, srcBit,
 } from '../isa/index.js';
 import {
-  S64_MIN, U32, UNKNOWN, ZERO, alu32, alu64, branchTaken, constValue, isConst, negate, refine, scalarConst, sync,
+  S64_MIN, U32, UNKNOWN, ZERO, alu32, alu64, branchTaken, constValue, isConst, negate, refine, scalarConst, scalarURange, sync,
   truncate, unknownOfSize, zext32, tnumIsAligned, tnumAdd, tnumConst, type AluOp, type CmpOp, type Scalar,
 } from './scalar.js';
 import {
-  NOT_INIT, RT, RT_NAME, SB, STACK_SLOTS, UNKNOWN_REG, ZERO_REG, cloneState, cur, isPtr, mapAllRegs, newFrame, ptrReg,
+  NOT_INIT, RT, RT_NAME, SB, UNKNOWN_REG, ZERO_REG, cloneState, cur, isPtr, mapAllRegs, newFrame, ptrReg,
   scalarReg, subsumes, type Frame, type Reg, type Slot, type State,
 } from './state.js';
 import { ctxAccess, ldAbsAllowed, pktAccessAllowed, returnRange, supportedProgType } from './ctx.js';
@@ -30,6 +30,8 @@ export interface CheckOptions {
   maxSteps?: number;
   /** Budget of pending branches (the kernel's BPF_COMPLEXITY_LIMIT_JMP_SEQ). */
   maxPending?: number;
+  /** Instructions a path must process before another of its states is stored (default 0: every pruning point; the kernel uses 8). */
+  checkpointGap?: number;
   /** Forget dead registers at pruning points (default true; off when states are recorded for reuse). */
   liveness?: boolean;
 }
@@ -68,16 +70,39 @@ interface Path {
   state: State;
   pc: number;
   cp: Checkpoint | null;
+  since?: number; // instructions processed since the path's last stored state
 }
 
 /** Outcome of one instruction on one path. */
 type Step = { next: number } | { fork: [Path, Path] } | { end: true };
+
+/** Exact result of an ALU operation on two constants (the kernel's tnums give the same). */
+function constAlu(op: AluOp, x: bigint, y: bigint, is64: boolean): Scalar {
+  const w = is64 ? 64 : 32;
+  const m = is64 ? (1n << 64n) - 1n : 0xffffffffn;
+  const a = x & m, b = y & m;
+  const k = BigInt(Number(b & BigInt(w - 1)));
+  let r: bigint;
+  switch (op) {
+    case 'add': r = a + b; break;
+    case 'sub': r = a - b; break;
+    case 'mul': r = a * b; break;
+    case 'and': r = a & b; break;
+    case 'or': r = a | b; break;
+    case 'xor': r = a ^ b; break;
+    case 'lsh': if (b >= BigInt(w)) return is64 ? UNKNOWN : zext32(UNKNOWN); r = a << k; break;
+    case 'rsh': if (b >= BigInt(w)) return is64 ? UNKNOWN : zext32(UNKNOWN); r = a >> k; break;
+    case 'arsh': if (b >= BigInt(w)) return is64 ? UNKNOWN : zext32(UNKNOWN); r = BigInt.asUintN(w, BigInt.asIntN(w, a) >> k); break;
+  }
+  return scalarConst(r & m);
+}
 
 export class Checker {
   readonly stats: CheckStats = { steps: 0, states: 0, pruned: 0 };
   private idGen = 0;
   private explored = new Map<number, Checkpoint[]>();
   private prunePoint: Uint8Array;
+  private loopHead: Uint8Array;
   private fnAt: Int32Array; // instruction -> function index
   /** Deepest stack use (bytes) seen per function, and call edges seen, for the combined-depth check. */
   readonly depth: number[];
@@ -86,24 +111,27 @@ export class Checker {
   private readonly maxSteps: number;
   private readonly maxPending: number;
   /** Functions whose code may change packet data (transitively). */
-  private changesPkt: boolean[];
+  private changesPktCache: boolean[] | null = null;
+  private get changesPkt(): boolean[] { return (this.changesPktCache ??= this.computeChangesPkt()); }
 
   constructor(readonly prog: SafetyProgram, opts: CheckOptions = {}) {
     this.maxSteps = opts.maxSteps ?? 300_000;
     this.maxPending = opts.maxPending ?? 8192;
     const n = prog.insns.length;
     this.prunePoint = new Uint8Array(n);
+    this.loopHead = new Uint8Array(n);
     this.fnAt = new Int32Array(n).fill(-1);
     prog.funcs.forEach((f, k) => { for (let i = f.start; i < f.end; i++) this.fnAt[i] = k; });
     this.depth = prog.funcs.map(() => 0);
-    this.changesPkt = this.computeChangesPkt();
-    this.live = liveness(prog);
     this.useLiveness = opts.liveness ?? true;
+    this.gap = opts.checkpointGap ?? 0;
   }
 
   private readonly useLiveness: boolean;
+  private readonly gap: number;
 
-  private live: Uint16Array;
+  private liveCache: Uint16Array | null = null;
+  private get live(): Uint16Array { return (this.liveCache ??= liveness(this.prog)); }
 
   /** Forgets registers no path from here reads (in place). */
   private forgetDead(st: State, pc: number): void {
@@ -126,10 +154,6 @@ export class Checker {
   checkCfg(): void {
     const { insns, funcs } = this.prog;
     for (const p of this.prog.problems) throw new Unsafe(p.why, p.insn);
-    // libbpf rewrites CO-RE-relocated instructions against the running kernel's BTF (or poisons
-    // them when a field is missing): k2 cannot know what the kernel will see.
-    const core = this.prog.insns.findIndex((i) => i.core?.length);
-    if (core >= 0) throw new Unsafe('CO-RE relocations are not modelled (libbpf rewrites the instruction at load time)', core);
     if (!supportedProgType(this.prog.progType)) throw new Unsafe(`program type ${this.prog.progType} is not modelled`, null);
     if (insns.length === 0) throw new Unsafe('empty program', null);
     for (const f of funcs) {
@@ -160,6 +184,7 @@ export class Checker {
           if (i + 1 < insns.length) this.prunePoint[i + 1] = 1;
           continue;
         }
+        if (insn.tgt >= 0 && insn.tgt <= i && op !== JMP.CALL) this.loopHead[insn.tgt] = 1;
         if (op === JMP.JA) { visit(insn.tgt); this.prunePoint[insn.tgt] = 1; continue; }
         visit(insn.tgt);
         visit(i + 1);
@@ -244,7 +269,9 @@ export class Checker {
     while (pending.length) {
       const path = pending.pop()!;
       let { state, pc: at, cp } = path;
+      let since = path.since ?? 0;
       for (;;) {
+        since++;
         this.pc = at;
         if (++this.stats.steps > this.maxSteps) this.fail(`program is too complex (more than ${this.maxSteps} instructions processed)`);
         if (at < 0 || at >= this.prog.insns.length) this.fail('fell off the end of the program');
@@ -257,7 +284,10 @@ export class Checker {
           if (pruned) { this.stats.pruned++; finish(cp); break; }
           const l = list ?? [];
           if (!list) this.explored.set(at, l);
-          if (l.length < MAX_STATES_PER_INSN) {
+          // Optionally (checkpointGap, as the kernel does) store a new state only after some work since
+          // the last one on this path, and always at loop heads.
+          if (l.length < MAX_STATES_PER_INSN && (since >= this.gap || this.loopHead[at])) {
+            since = 0;
             const c: Checkpoint = { state: cloneState(state), parent: cp, branches: 1, done: false };
             l.push(c);
             this.stats.states++;
@@ -270,6 +300,7 @@ export class Checker {
         const [a, b] = r.fork;
         a.cp = cp;
         b.cp = cp;
+        b.since = since;
         if (cp) cp.branches++;
         pending.push(b);
         if (pending.length > this.maxPending) this.fail(`the sequence of ${pending.length} jumps is too complex`);
@@ -287,6 +318,12 @@ export class Checker {
     const cls = opClass(insn.code);
     if (insn.dst > 10 || insn.src > 10) {
       if (!(insn.code === LD_IMM64)) this.fail(`R${Math.max(insn.dst, insn.src)} is invalid`);
+    }
+    if (insn.coreVal) {
+      const cv = insn.coreVal;
+      if (!cv.resolves) this.fail(cv.why);
+      const aluK = (cls === CLASS.ALU || cls === CLASS.ALU64) && srcBit(insn.code) !== SRC_X && aluOp(insn.code) !== ALU.END && aluOp(insn.code) !== ALU.NEG;
+      if (!aluK && insn.code !== LD_IMM64) this.fail('CO-RE relocation on this instruction is not modelled');
     }
     switch (cls) {
       case CLASS.ALU:
@@ -345,14 +382,17 @@ export class Checker {
       const divmod = op === ALU.DIV || op === ALU.MOD;
       if (x ? insn.imm !== 0 : insn.src !== 0) this.fail('BPF_ALU uses reserved fields');
       if (insn.off !== 0 && !(divmod && insn.off === 1)) this.fail('BPF_ALU uses reserved fields');
-      if (divmod && !x && insn.imm === 0) this.fail('div by zero');
-      if ((op === ALU.LSH || op === ALU.RSH || op === ALU.ARSH) && !x && (insn.imm < 0 || insn.imm >= (is64 ? 64 : 32))) {
+      const cv = insn.coreVal;
+      if (divmod && !x && (cv ? cv.lo === 0n : insn.imm === 0)) this.fail('div by zero');
+      if ((op === ALU.LSH || op === ALU.RSH || op === ALU.ARSH) && !x &&
+          (cv ? cv.hi >= (is64 ? 64n : 32n) : insn.imm < 0 || insn.imm >= (is64 ? 64 : 32))) {
         this.fail(`invalid shift ${insn.imm}`);
       }
     }
     const regs = cur(st).regs;
     if (op === ALU.MOV) {
       if (!x) {
+        if (insn.coreVal) { this.writeReg(st, insn.dst, scalarReg(scalarURange(insn.coreVal.lo, insn.coreVal.hi))); return; }
         this.writeReg(st, insn.dst, scalarReg(is64 ? scalarConst(BigInt(insn.imm)) : scalarConst(BigInt(insn.imm >>> 0))));
         return;
       }
@@ -392,10 +432,11 @@ export class Checker {
       return;
     }
     const a = dst.s;
-    const b = src ? src.s : scalarConst(BigInt(insn.imm));
+    const b = src ? src.s : insn.coreVal ? scalarURange(insn.coreVal.lo, insn.coreVal.hi) : scalarConst(BigInt(insn.imm));
     const name = ALU_OPS[op];
     let r: Scalar;
-    if (name) r = is64 ? alu64(name, a, b) : alu32(name, a, b);
+    if (name && isConst(a) && isConst(b)) r = constAlu(name, a.t.v, b.t.v, is64);
+    else if (name) r = is64 ? alu64(name, a, b) : alu32(name, a, b);
     else r = is64 ? UNKNOWN : zext32(UNKNOWN); // div, mod, neg, end: not tracked
     this.writeReg(st, insn.dst, scalarReg(r));
   }
@@ -411,7 +452,7 @@ export class Checker {
     let ptr: Reg, off: Scalar;
     if (isPtr(dst)) {
       ptr = dst;
-      off = src ? src.s : scalarConst(BigInt(insn.imm));
+      off = src ? src.s : insn.coreVal ? scalarURange(insn.coreVal.lo, insn.coreVal.hi) : scalarConst(BigInt(insn.imm));
     } else {
       if (op === ALU.SUB) this.fail(`R${insn.dst} tried to subtract pointer from scalar`);
       ptr = src!;
@@ -564,7 +605,7 @@ export class Checker {
     const frame = st.frames[ptr.frame];
     if (!frame) this.fail('stack pointer into a returned frame');
     this.noteDepth(st, ptr.frame, o);
-    const k = (o + 512) >> 3;
+    const k = (-o - 1) >> 3;
     const at = (o + 512) & 7;
     if (write) {
       if (val && isPtr(val) && size !== 8) this.fail('invalid size of register spill');
@@ -603,6 +644,7 @@ export class Checker {
   private ldImm64(st: State, insn: SafetyInsn): void {
     if (insn.dst > 10) this.fail(`R${insn.dst} is invalid`);
     const ld = insn.ld ?? { kind: 'const', value: 0n };
+    if (insn.coreVal) { this.writeReg(st, insn.dst, scalarReg(scalarURange(insn.coreVal.lo, insn.coreVal.hi))); return; }
     switch (ld.kind) {
       case 'const': this.writeReg(st, insn.dst, scalarReg(scalarConst(ld.value))); return;
       case 'map': this.writeReg(st, insn.dst, ptrReg(RT.MAP_PTR, { map: ld.map })); return;
@@ -724,10 +766,10 @@ export class Checker {
 
   /** try_match_pkt_pointers: comparisons of packet pointers against the packet end. */
   private pktCompare(fall: State, jump: State, insn: SafetyInsn, op: CmpOp, a: Reg, b: Reg): void {
-    const isData = (r: Reg) => r.t === RT.PKT || r.t === RT.PKT_META;
+    // Only pkt vs pkt_end and pkt_meta vs an unmodified pkt pointer are recognised (as the kernel does).
     let data: Reg, dataIsDst: boolean;
-    if (isData(a) && b.t === RT.PKT_END) { data = a; dataIsDst = true; }
-    else if (a.t === RT.PKT_END && isData(b)) { data = b; dataIsDst = false; }
+    if (a.t === RT.PKT && b.t === RT.PKT_END) { data = a; dataIsDst = true; }
+    else if (a.t === RT.PKT_END && b.t === RT.PKT) { data = b; dataIsDst = false; }
     else if (a.t === RT.PKT_META && b.t === RT.PKT && b.off === 0 && isConst(b.s) && constValue(b.s) === 0n) { data = a; dataIsDst = true; }
     else if (a.t === RT.PKT && b.t === RT.PKT_META && a.off === 0 && isConst(a.s) && constValue(a.s) === 0n) { data = b; dataIsDst = false; }
     else return;
@@ -820,9 +862,12 @@ export class Checker {
     const r0 = frame.regs[0]!;
     if (r0.t === RT.NOT_INIT) this.fail('R0 !read_ok');
     if (st.refs.length) this.fail(`Unreleased reference id=${st.refs[0]}`);
-    if (r0.t !== RT.SCALAR) this.fail(`At program exit the register R0 is not a scalar value (${RT_NAME[r0.t]})`);
     const fn = this.prog.funcs[frame.fn]!;
-    const range = fn.global && frame.fn !== 0 ? null : returnRange(this.prog.progType, this.prog.attach);
+    const globalFn = !!fn.global && frame.fn !== 0;
+    const range = globalFn ? null : returnRange(this.prog.progType, this.prog.attach);
+    // Privileged programs may return a pointer when the type has no return range; global
+    // functions and ranged types need a scalar.
+    if (r0.t !== RT.SCALAR && (globalFn || range)) this.fail(`At program exit the register R0 is not a scalar value (${RT_NAME[r0.t]})`);
     if (range && (r0.s.smin < range[0] || r0.s.smax > range[1])) {
       this.fail(`At program exit the register R0 has smin=${r0.s.smin} smax=${r0.s.smax} should have been in [${range[0]}, ${range[1]}]`);
     }
@@ -950,7 +995,7 @@ export class Checker {
         this.noteDepth(st, reg.frame, o);
         if (!write) {
           for (let i = o; i < o + n; i++) {
-            const sl = frame.stack[(i + 512) >> 3];
+            const sl = frame.stack[(-i - 1) >> 3];
             if (!sl || sl.b[(i + 512) & 7] === SB.INVALID) this.fail(`invalid indirect read from stack R${r} off ${o}+${i - o} size ${n}`);
           }
         }
@@ -979,7 +1024,7 @@ export class Checker {
     const frame = st.frames[reg.frame]!;
     const o = Number(BigInt.asIntN(64, constValue(reg.s))) + reg.off;
     for (let i = o; i < o + n; i++) {
-      const k = (i + 512) >> 3;
+      const k = (-i - 1) >> 3;
       const old: Slot | undefined = frame.stack[k];
       const b = old ? old.b.map((x) => (x === SB.SPILL ? SB.MISC : x)) : [0, 0, 0, 0, 0, 0, 0, 0];
       b[(i + 512) & 7] = SB.MISC;

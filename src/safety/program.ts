@@ -6,6 +6,7 @@ import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, t
 import { STB, STT, symBind, symType } from '../elf/types.js';
 import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
 import { funcProtoParams } from './btfparams.js';
+import { coreValue, type CoreValue } from './core.js';
 
 /** A map as the verifier sees it (global data sections are single-element array maps). */
 export interface MapInfo {
@@ -43,6 +44,8 @@ export interface FuncInfo {
 }
 
 export interface SafetyInsn extends IrInsn {
+  /** CO-RE relocated instructions: what libbpf will patch in (see core.ts). */
+  coreVal?: CoreValue;
   /** Jumps: absolute target index; pseudo calls: index of the callee's first instruction; else -1. */
   tgt: number;
   ld?: LdImm;
@@ -160,6 +163,7 @@ export function objectMaps(obj: BpfObject): MapResolver {
 export function rawMaps(maps: MapInfo[]): MapResolver {
   return {
     resolve(insn) {
+      if (insn.reloc) return { kind: 'unsupported', why: 'relocated ld_imm64 in hand-built code (link it from its object)' };
       if (insn.src === PSEUDO.MAP_FD || insn.src === PSEUDO.MAP_IDX) {
         const m = maps[insn.imm];
         return m ? { kind: 'map', map: m } : { kind: 'unsupported', why: `no map ${insn.imm}` };
@@ -233,7 +237,7 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
     const f = funcRange(obj, s, labelsOf(s), start);
     f.global = globalOf(s, start);
     return f;
-  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license));
+  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license), undefined, obj.btf);
 }
 
 /** A program from hand-built instructions in one section (tests, synthesizer candidates). */
@@ -267,6 +271,7 @@ function link(
   progType: string,
   gpl: boolean,
   byIndex?: (start: number) => FuncSrc,
+  btf: Btf | null = null,
 ): SafetyProgram {
   const insns: SafetyInsn[] = [];
   const origin: SafetyProgram['origin'] = [];
@@ -304,6 +309,7 @@ function link(
         if (src.src === PSEUDO.FUNC || src.callee) insn.ld = { kind: 'unsupported', why: 'callback function pointers are not modelled' };
         else insn.ld = resolver.resolve(src);
       }
+      if (src.core?.length) insn.coreVal = coreValue(btf, src.core);
       insns.push(insn);
       origin.push({ section: f.sec.name, index: i });
     }

@@ -211,13 +211,23 @@ export const isEmpty = (s: Scalar): boolean =>
   s.smin > s.smax || s.umin > s.umax || s.s32min > s.s32max || s.u32min > s.u32max || (s.t.v & s.t.m) !== 0n;
 
 export function sync(s: Scalar): Scalar {
+  // Constants whose bounds agree need no work (the common case).
+  const tv = s.t.v, tm = s.t.m;
+  if (tm === 0n) {
+    const c = tv;
+    const sc = s64(c), l = c & U32, sl = s32(l);
+    if (s.umin <= c && c <= s.umax && s.smin <= sc && sc <= s.smax && s.u32min <= l && l <= s.u32max && s.s32min <= sl && sl <= s.s32max) {
+      return { t: s.t, smin: sc, smax: sc, umin: c, umax: c, s32min: sl, s32max: sl, u32min: l, u32max: l };
+    }
+  }
   let r = updateFromTnum(s);
   if (isEmpty(r)) return r;
   r = deduce(r);
   if (isEmpty(r)) return r;
   r = boundOffset(r);
-  r = updateFromTnum(r);
-  return r;
+  // A second pass from the refined tnum only tightens further; skip it when the tnum did not change.
+  if (r.t.v === tv && r.t.m === tm) return r;
+  return updateFromTnum(r);
 }
 
 /** The 64-bit value is the zero-extension of the low 32 bits (after any 32-bit ALU op). */

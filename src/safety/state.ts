@@ -46,7 +46,7 @@ export const MAX_STACK = 512;
 
 export interface Frame {
   regs: Reg[];
-  stack: (Slot | undefined)[]; // slot k covers bytes [-512 + 8k, -512 + 8k + 8)
+  stack: (Slot | undefined)[]; // slot k covers bytes [-8k - 8, -8k) below the frame pointer; grows on demand
   callsite: number; // index of the call instruction in the caller (-1 for the entry frame)
   fn: number; // index in SafetyProgram.funcs
 }
@@ -59,7 +59,7 @@ export interface State {
 export function newFrame(fn: number, callsite: number, frameNo: number): Frame {
   const regs: Reg[] = new Array(11).fill(NOT_INIT);
   regs[10] = ptrReg(RT.STACK, { frame: frameNo });
-  return { regs, stack: new Array(STACK_SLOTS).fill(undefined), callsite, fn };
+  return { regs, stack: [], callsite, fn };
 }
 
 export const cloneState = (s: State): State => ({
@@ -148,7 +148,7 @@ export function subsumes(old: State, cs: State): boolean {
   for (let f = 0; f < old.frames.length; f++) {
     const of = old.frames[f]!, cf = cs.frames[f]!;
     for (let r = 0; r < 11; r++) if (!regSafe(of.regs[r]!, cf.regs[r]!, ids)) return false;
-    for (let k = 0; k < STACK_SLOTS; k++) if (!slotSafe(of.stack[k], cf.stack[k], ids)) return false;
+    for (let k = 0; k < of.stack.length; k++) if (!slotSafe(of.stack[k], cf.stack[k], ids)) return false;
   }
   for (let i = 0; i < old.refs.length; i++) if (!ids.ok(old.refs[i]!, cs.refs[i]!)) return false;
   return true;

@@ -14,6 +14,8 @@
 import { CLASS, JMP, LD_IMM64, invalidReason, jmpOp, opClass } from '../isa/index.js';
 import type { BpfObject, IrInsn, ProgramRef } from '../ir/types.js';
 import { Checker, Unsafe, type CheckOptions } from './check.js';
+import { coreValue } from './core.js';
+import type { Btf } from '../elf/btf.js';
 import { linkProgram, objectMaps, type MapResolver, type SafetyInsn, type SafetyProgram } from './program.js';
 import { cloneState, subsumes, type State } from './state.js';
 
@@ -56,7 +58,7 @@ export class WindowChecker {
   /** A window checker for one program of an object. */
   static forProgram(obj: BpfObject, prog: ProgramRef, opts: CheckOptions = {}): WindowChecker {
     const resolver = objectMaps(obj);
-    return new WindowChecker(linkProgram(obj, prog, resolver), resolver, opts);
+    return new WindowChecker(linkProgram(obj, prog, resolver), resolver, opts, obj.btf);
   }
 
   private sites = new Map<string, WindowSite>();
@@ -69,7 +71,12 @@ export class WindowChecker {
    * `prog` must be a program the whole-program check accepts; `resolver` resolves map references
    * of replacement ld_imm64 instructions to the same maps as the program's own.
    */
-  constructor(readonly prog: SafetyProgram, private readonly resolver: MapResolver, private readonly opts: CheckOptions = {}) {}
+  constructor(
+    readonly prog: SafetyProgram,
+    private readonly resolver: MapResolver,
+    private readonly opts: CheckOptions = {},
+    private readonly btf: Btf | null = null, // for CO-RE relocations carried by replacement instructions
+  ) {}
 
   /** Records entry and exit states of each window with one whole-program run. */
   prepare(windows: [number, number][]): WindowSite[] {
@@ -216,6 +223,7 @@ export class WindowChecker {
     const repl: SafetyInsn[] = replacement.map((r) => {
       const s: SafetyInsn = { ...r, tgt: -1 };
       if (r.code === LD_IMM64) s.ld = this.resolver.resolve(r);
+      if (r.core?.length) s.coreVal = coreValue(this.btf, r.core);
       return s;
     });
     const insns = [...p.insns.slice(0, site.start), ...repl, ...p.insns.slice(site.end)].map((i) => (i.tgt >= 0 ? { ...i, tgt: shift(i.tgt) } : i));
