@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { readObject } from '../ir/index.js';
 import { checkObjects, shutdownZ3, type CheckOptions } from '../smt/index.js';
-import { EXIT } from '../util/errors.js';
+import { EXIT, K2Error } from '../util/errors.js';
 import { action, printJson, table } from './common.js';
 
 interface Opts {
@@ -32,11 +32,13 @@ Exit codes: 0 equivalent, 1 different (a counterexample is printed), 4 unknown (
 2 bad input.`)
     .action(action(async (a: string, b: string, opts: Opts) => {
       const off = new Set(opts.no ?? []);
-      for (const s of off) if (!SPEEDUPS.includes(s)) throw new Error(`unknown speed-up ${s} (known: ${SPEEDUPS.join(', ')})`);
+      for (const s of off) if (!SPEEDUPS.includes(s)) throw new K2Error('usage', `unknown speed-up ${s} (known: ${SPEEDUPS.join(', ')})`);
+      const timeoutMs = Number(opts.timeout ?? 30000);
+      if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new K2Error('usage', `bad --timeout ${opts.timeout}`);
       const objA = readObject(a);
       const objB = readObject(b);
       const o: CheckOptions & { section?: string } = {
-        timeoutMs: Number(opts.timeout ?? 30000),
+        timeoutMs,
         retBits: opts.ret32 ? 32 : 64,
         memTypes: !off.has('mem-types'),
         mapTypes: !off.has('map-types'),

@@ -32,6 +32,16 @@ function unflatten(M: Machine, env: Env): void {
   }
 }
 
+/** A readable place for a memory index: region+offset for flat addresses. */
+function locateAddress(M: Machine, ev: Evaluator, i: bigint, flat: boolean): string {
+  if (!flat) return BigInt.asIntN(64, i).toString();
+  for (const r of M.regions()) {
+    const off = BigInt.asIntN(64, i - ev.bv(r.base));
+    if (off >= r.lo - 4096n && off < (r.hi === 'len' || r.hi === null ? 1n << 32n : r.hi) + 4096n) return `${r.mem}${off >= 0n ? '+' : ''}${off}`;
+  }
+  return hex(i);
+}
+
 export function counterexample(M: Machine, env: Env, obs: Observable[], regNames: Map<string, string> = new Map()): Counterexample {
   const ev = new Evaluator(env);
   unflatten(M, env);
@@ -39,7 +49,13 @@ export function counterexample(M: Machine, env: Env, obs: Observable[], regNames
   for (const o of obs) {
     const a = ev.bv(o.a), b = ev.bv(o.b);
     if (a !== b) {
-      difference = { what: o.name, a: hex(a), b: hex(b) };
+      let what = o.name;
+      if (o.index && what.endsWith('[?]')) {
+        const i = ev.bv(o.index);
+        const at = locateAddress(M, ev, i, what.startsWith('flat'));
+        what = what.replace('[?]', `[${at}]`);
+      }
+      difference = { what, a: hex(a), b: hex(b) };
       break;
     }
   }

@@ -8,6 +8,12 @@ import { solve } from './z3.js';
 export interface Query {
   T: Terms;
   fixed?: FixedArr;
+  /** Realistic packets to try as inputs (whole programs): bytes and length of the packet, context bytes. */
+  packets?: { data: Uint8Array; ctx?: Uint8Array }[];
+  /** Memory holding the packet: 'mem:pkt' (offset-indexed) or 'mem:flat' (address-indexed, from base:pkt). */
+  flat?: boolean;
+  /** Known initial memory contents to use with the packets (global data): array name → index → byte; flat: base var + offset. */
+  initial?: { mem: string; base: string | null; bytes: Uint8Array }[];
   /** Facts every input satisfies. */
   assume: Term[];
   diff: Term;
@@ -126,11 +132,31 @@ export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
   if (o.fastPaths && o.randomTests > 0) {
     const hints = formulaConstants([q.diff], 48);
     const weak = formulaConstants(q.assume, 32);
-    for (let i = 0; i < o.randomTests; i++) {
+    const packets = q.packets ?? [];
+    for (let i = 0; i < o.randomTests + packets.length; i++) {
       const env = randomEnv(o.seed + i * 7919, hints, q.fixed, weak);
+      const pk = packets[i - o.randomTests];
+      if (pk) {
+        const p = pk.data;
+        env.vars.set('pkt_len', BigInt(p.length));
+        const base = q.flat ? env.get('base:pkt', 64) : 0n;
+        const m = new Map<bigint, bigint>();
+        p.forEach((b, k) => m.set(BigInt.asUintN(64, base + BigInt(k)), BigInt(b)));
+        env.arrays.set(q.flat ? 'mem:flat' : 'mem:pkt', m);
+        const inits = [...(q.initial ?? [])];
+        if (pk.ctx) inits.push({ mem: 'mem:ctx', base: 'base:ctx', bytes: pk.ctx });
+        for (const init of inits) {
+          const name = q.flat ? 'mem:flat' : init.mem;
+          const b0 = q.flat && init.base ? env.get(init.base, 64) : 0n;
+          let a = env.arrays.get(name);
+          if (!a) env.arrays.set(name, (a = new Map()));
+          init.bytes.forEach((b, k) => a!.set(BigInt.asUintN(64, b0 + BigInt(k)), BigInt(b)));
+        }
+      }
       try {
         if (differsOn(q, env)) return { equivalent: false, via: 'random', env };
-      } catch {
+      } catch (e) {
+        if (process.env.K2_SMT_DEBUG) console.error('random test failed:', e);
         break; // formula not evaluable concretely (should not happen); leave it to the solver
       }
     }

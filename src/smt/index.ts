@@ -5,3 +5,7 @@ export { windowCache, canonicalWindow, EquivCache } from './cache.js';
 export { shutdownZ3 } from './z3.js';
 export { asm, asm1 } from './asm.js';
 export type { CheckOptions, Counterexample, EquivResult, RegFact, Speedups, WindowPost, WindowPre } from './types.js';
+export { preFromSafety, liveRegs } from './facts.js';
+export { replayWindow, replayPrograms, runWindow, windowObservations, packetInput, type ReplayResult } from './replay.js';
+export { mutantExperiment, interpDiffers, type MutantReport } from './soundness.js';
+export type { ObjectsResult } from './program.js';

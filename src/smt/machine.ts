@@ -23,6 +23,8 @@ export class Unsupported extends Error {
   }
 }
 
+class NotAMap extends Error {}
+
 /** An access through a pointer of unknown region: retry the query with the flat memory model. */
 export class NeedFlat extends Error {
   constructor(message: string) {
@@ -136,6 +138,8 @@ export class State {
   steps: number;
   /** Backward jumps taken (loop iterations): states of different iterations are kept apart. */
   back: number;
+  /** Instruction at which this state was split from a merged one (not to be merged again there). */
+  splitAt = -1;
   constructor(regs: Term[], pc: Term) {
     this.back = 0;
     this.regs = regs;
@@ -218,12 +222,67 @@ export class Machine {
     for (const off of this.ctx.nonZeroU32) {
       this.assumptions.push(T.neq(T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off)), T.bv(0n, 32)));
     }
+    // whole programs only: windows keep these context bytes free (a superset of inputs, still sound)
+    if (this.ctx.name === '__sk_buff' && env.whole) this.skbDerivedFields(ctxByte);
     for (const m of env.maps) {
       if (m.data || this.arrayLike(m)) {
         this.addRegion({ kind: 'mapval', mem: `mv:${m.name}`, base: this.baseVar(`mv:${m.name}`), lo: 0n, hi: BigInt(m.maxEntries * m.valueSize), writable: !m.readonly, map: m });
       }
       this.mapByVar.set(T.var(`map:${m.name}`, 64).id, m);
     }
+  }
+
+  /**
+   * __sk_buff fields the test run derives from the frame (src/interp/ctx.ts): protocol, packet
+   * type, family and the socket addresses. For tc the frame is the packet; for socket filters,
+   * cgroup and lwt programs the packet starts at the network header and the Ethernet header is
+   * known only through protocol and packet type.
+   */
+  private skbDerivedFields(ctxByte: (off: number) => Term): void {
+    const T = this.T;
+    const l2 = this.env.progType === 'sched_cls' || this.env.progType === 'sched_act';
+    const pktByte = (off: number): Term =>
+      this.flat ? T.select(T.avar('mem:flat', 64, 8), T.add(this.baseVar('pkt'), T.bv(off, 64))) : T.select(T.avar('mem:pkt', 64, 8), T.bv(off, 64));
+    const u32 = (off: number): Term => T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off));
+    const z8 = T.bv(0n, 8);
+    const lenAtLeast = (n: number): Term => T.ule(T.bv(BigInt(n), 64), this.pktLen);
+    const A = this.assumptions;
+    // protocol: the Ethernet type as stored big-endian (bytes 16, 17), upper half zero
+    A.push(T.eq(ctxByte(18), z8), T.eq(ctxByte(19), z8));
+    let proto: Term; // 16-bit value, host order
+    let frameOff: number; // frame offset → packet offset
+    if (l2) {
+      frameOff = 0;
+      const eth = T.concat(pktByte(12), pktByte(13));
+      const big = T.ule(T.bv(0x600n, 16), eth);
+      const raw = T.ite(T.band(lenAtLeast(16), T.eq(pktByte(14), T.bv(0xffn, 8)), T.eq(pktByte(15), T.bv(0xffn, 8))), T.bv(1n, 16), T.bv(4n, 16));
+      proto = T.ite(big, eth, raw);
+      A.push(T.implies(lenAtLeast(14), T.eq(T.concat(ctxByte(16), ctxByte(17)), proto)));
+      // packet type from the destination MAC
+      const dst = [0, 1, 2, 3, 4, 5].map(pktByte);
+      const zero = T.band(...dst.map((b) => T.eq(b, z8)));
+      const bcast = T.band(...dst.map((b) => T.eq(b, T.bv(0xffn, 8))));
+      const group = T.eq(T.extract(0, 0, dst[0]!), T.bv(1n, 1));
+      const type = T.ite(zero, T.bv(0n, 32), T.ite(group, T.ite(bcast, T.bv(1n, 32), T.bv(2n, 32)), T.bv(3n, 32)));
+      A.push(T.implies(lenAtLeast(14), T.eq(u32(4), type)));
+    } else {
+      frameOff = -14;
+      proto = T.concat(ctxByte(16), ctxByte(17));
+      A.push(T.ule(u32(4), T.bv(3n, 32)));
+      // below 0x600 the test run only produces ETH_P_802_2 (4) or ETH_P_802_3 (1, an 0xffff payload start)
+      const ff = T.band(lenAtLeast(2), T.eq(pktByte(0), T.bv(0xffn, 8)), T.eq(pktByte(1), T.bv(0xffn, 8)));
+      A.push(T.bor(T.ule(T.bv(0x600n, 16), proto), T.band(T.eq(proto, T.bv(4n, 16)), T.bnot(ff)), T.band(T.eq(proto, T.bv(1n, 16)), ff)));
+    }
+    const v4 = T.eq(proto, T.bv(0x0800n, 16)), v6 = T.eq(proto, T.bv(0x86ddn, 16));
+    A.push(T.eq(u32(88), T.ite(v4, T.bv(2n, 32), T.ite(v6, T.bv(10n, 32), T.bv(0n, 32)))));
+    const frameLen = (n: number): Term => lenAtLeast(n + frameOff);
+    const copy = (ctxOff: number, frameFrom: number, n: number, when: Term): void => {
+      for (let i = 0; i < n; i++) A.push(T.eq(ctxByte(ctxOff + i), T.ite(when, pktByte(frameFrom + frameOff + i), z8)));
+    };
+    copy(92, 30, 4, T.band(v4, frameLen(34)));
+    copy(96, 26, 4, T.band(v4, frameLen(34)));
+    copy(100, 38, 16, T.band(v6, frameLen(54)));
+    copy(116, 22, 16, T.band(v6, frameLen(54)));
   }
 
   /** For random inputs: the value of a context byte the model fixes (see CtxLayout.fixed). */
@@ -539,9 +598,9 @@ export class Machine {
       for (let i = 1; i < work.length; i++) if (before(work[i]!, work[bi]!)) bi = i;
       const item = work[bi]!;
       work.splice(bi, 1);
-      if (this.opts.merge !== false && this.joins(item.sec)[item.idx]) {
+      if (this.opts.merge !== false && this.joins(item.sec)[item.idx] && item.st.splitAt !== item.idx) {
         const k = placeKey(item);
-        const same = work.filter((w) => placeKey(w) === k && mergeable(w.st, item.st));
+        const same = work.filter((w) => w.st.splitAt !== w.idx && placeKey(w) === k && mergeable(w.st, item.st));
         if (same.length) {
           work = work.filter((w) => !same.includes(w));
           for (const o of same) item.st = this.merge(item.st, o.st);
@@ -609,6 +668,7 @@ export class Machine {
     let idx = idx0;
     let insns = this.env.sections.get(sec)!;
     let first = true;
+    st.splitAt = -1;
     let joins = this.joins(sec);
     for (;;) {
       // a join point: let the scheduler merge states there
@@ -663,6 +723,7 @@ export class Machine {
             continue;
           }
           if (insn.src !== 0) throw new Unsupported('kfunc calls are not modelled');
+          if (this.splitPointers(st, [1, 2, 3, 4, 5], sec, idx, work)) return;
           const next = this.call(st, insn.imm, ends);
           if (!next || next.length === 0) return;
           if (next.length > 1) {
@@ -681,6 +742,9 @@ export class Machine {
             if (this.env.whole) throw new Unsupported(`undefined label ${insn.target}`);
             leaveLabel = insn.target;
           } else target = t;
+        } else if (op === JMP.JA && insn.off === 0) {
+          idx++; // `ja +0` without a label: a nop
+          continue;
         } else throw new Unsupported('jump without a label');
         const backward = target !== null && target <= idx;
         const go = (s: State): void => {
@@ -756,6 +820,7 @@ export class Machine {
         continue;
       }
       if (cls === CLASS.LDX) {
+        if (this.splitPointers(st, [insn.src], sec, idx, work)) return;
         const n = sizeBytes(insn.code);
         const addr = T.add(st.regs[insn.src]!, T.bv(BigInt(insn.off), 64));
         const c = this.ctxAccess(st, addr, n, false, ends);
@@ -767,6 +832,7 @@ export class Machine {
         continue;
       }
       if (cls === CLASS.ST || cls === CLASS.STX) {
+        if (this.splitPointers(st, [insn.dst], sec, idx, work)) return;
         const n = sizeBytes(insn.code);
         const addr = T.add(st.regs[insn.dst]!, T.bv(BigInt(insn.off), 64));
         if (cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC) {
@@ -783,6 +849,38 @@ export class Machine {
       }
       throw new Unsupported(`opcode 0x${insn.code.toString(16)}`);
     }
+  }
+
+  /**
+   * A register used as a pointer that holds "p if c else q" (after a merge) where p and q are not
+   * one region's pointers: split the state on c and run the instruction again in both (so context
+   * fields, map pointers and regions resolve exactly). True when the state was split.
+   */
+  private splitPointers(st: State, regs: number[], sec: string, idx: number, work: WorkItem[]): boolean {
+    const T = this.T;
+    for (const r of regs) {
+      const v = st.regs[r]!;
+      const it = v.op === 'ite' ? v : v.op === 'add' ? v.a.find((x) => x.op === 'ite' && x.s === 1) : undefined;
+      if (!it || it.s !== 1) continue;
+      if (this.resolve(v)) continue;
+      const [c, x, y] = it.a as [Term, Term, Term];
+      const pointerish = (t: Term): boolean => this.resolve(t) !== null || this.mapOfPointer(t) !== null || t.op === 'ite';
+      if (!pointerish(x) && !pointerish(y)) continue;
+      const subst = (b: Term): Term => (v === it ? b : T.add(...v.a.map((z) => (z === it ? b : z))));
+      const [yes, no] = this.fork(st, c);
+      if (yes) {
+        yes.regs[r] = subst(x);
+        yes.splitAt = idx;
+        work.push({ st: yes, sec, idx });
+      }
+      if (no) {
+        no.regs[r] = subst(y);
+        no.splitAt = idx;
+        work.push({ st: no, sec, idx });
+      }
+      return true;
+    }
+    return false;
   }
 
   private ldImm64(insn: IrInsn, sec: string): Term {
@@ -1004,11 +1102,15 @@ export class Machine {
         return [st];
       }
       case 'lookup':
-        return this.mapLookup(st, ends);
       case 'update':
-        return this.mapUpdate(st, ends);
       case 'delete':
-        return this.mapDelete(st, ends);
+        try {
+          return spec.kind === 'lookup' ? this.mapLookup(st, ends) : spec.kind === 'update' ? this.mapUpdate(st, ends) : this.mapDelete(st, ends);
+        } catch (e) {
+          if (!(e instanceof NotAMap)) throw e;
+          this.endPath(st, T.T, ends, e.message);
+          return null;
+        }
       case 'tail_call': {
         const k = st.effects.length;
         st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
@@ -1115,7 +1217,8 @@ export class Machine {
 
   private mapArg(st: State, reg: number, what: string): MapInfo {
     const m = this.mapOfPointer(st.regs[reg]!);
-    if (!m) throw new Unsupported(`${what}: map argument is not a known map`);
+    // like the interpreter (and the verifier): anything but a map pointer is a fault
+    if (!m) throw new NotAMap(`${what}: argument ${reg} is not a map`);
     // LPM tries: a lookup is a consistent function of the key (values are then read-only, see store)
     if (m.type === MAP_TYPE.LPM_TRIE && what === 'map_lookup_elem') return m;
     if (m.type !== MAP_TYPE.HASH && m.type !== MAP_TYPE.ARRAY && m.type !== MAP_TYPE.PERCPU_ARRAY && m.type !== MAP_TYPE.PERCPU_HASH &&

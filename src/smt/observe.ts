@@ -18,6 +18,8 @@ export interface Observable {
   name: string;
   a: Term;
   b: Term;
+  /** Memory observables: the index (evaluated in counterexamples). */
+  index?: Term;
 }
 
 const KIND_CODE: Record<string, number> = { exit: 0, fault: 1, tail: 2 };
@@ -27,17 +29,36 @@ export function differences(M: Machine, endsA: PathEnd[], endsB: PathEnd[], spec
   const T = M.T;
   const labels = [...new Set([...endsA, ...endsB].filter((e) => e.kind === 'leave').map((e) => e.label!))].sort();
   const kindOf = (e: PathEnd): Term => T.bv(BigInt(e.kind === 'leave' ? 3 + labels.indexOf(e.label!) : KIND_CODE[e.kind]!), 16);
-  const merge = (ends: PathEnd[], f: (e: PathEnd) => Term): Term => {
+  const live = (e: PathEnd): boolean => e.kind !== 'fault';
+  // Observables other than the end kind only matter when the run did not fault: merge them over
+  // the live ends only (the formula below guards them with "no fault").
+  const merge = (ends0: PathEnd[], f: (e: PathEnd) => Term): Term => {
+    const ends = ends0.filter(live);
+    if (ends.length === 0) return f(ends0[0]!);
     let acc = f(ends[ends.length - 1]!);
     for (let i = ends.length - 2; i >= 0; i--) acc = T.ite(ends[i]!.pc, f(ends[i]!), acc);
+    return acc;
+  };
+  // The end kind: ite over the kinds (each guarded by the disjunction of its paths' conditions).
+  const kindTerm = (ends: PathEnd[]): Term => {
+    const groups = new Map<number, { code: Term; pcs: Term[] }>();
+    for (const e of ends) {
+      const code = kindOf(e);
+      const g = groups.get(code.id) ?? { code, pcs: [] };
+      g.pcs.push(e.pc);
+      groups.set(code.id, g);
+    }
+    const gs = [...groups.values()];
+    let acc = gs[gs.length - 1]!.code;
+    for (let i = gs.length - 2; i >= 0; i--) acc = T.ite(T.bor(...gs[i]!.pcs), gs[i]!.code, acc);
     return acc;
   };
   const obs: Observable[] = [];
   const both = (name: string, f: (e: PathEnd) => Term): void => {
     obs.push({ name, a: merge(endsA, f), b: merge(endsB, f) });
   };
-  const live = (e: PathEnd): boolean => e.kind !== 'fault';
-  both('end', kindOf);
+  const kindA = kindTerm(endsA), kindB = kindTerm(endsB);
+  obs.push({ name: 'end', a: kindA, b: kindB });
   const z64 = T.bv(0n, 64);
   both('r0', (e) => (e.kind === 'exit' ? T.resize(e.state.regs[0]!, spec.retBits) : T.bv(0n, spec.retBits)));
   if (labels.length) {
@@ -80,6 +101,7 @@ export function differences(M: Machine, endsA: PathEnd[], endsB: PathEnd[], spec
         return cond === T.T ? v : T.ite(cond, v, T.bv(0n, 8));
       };
       both(`${id}[${i.op === 'const' ? BigInt.asIntN(64, i.v) : '?'}]`, byte);
+      obs[obs.length - 1]!.index = i;
     }
   }
 
@@ -111,8 +133,9 @@ export function differences(M: Machine, endsA: PathEnd[], endsB: PathEnd[], spec
     }
   }
 
-  const diffs = obs.map((o) => T.neq(o.a, o.b));
-  return { diff: T.bor(...diffs), obs };
+  const rest = obs.slice(1).map((o) => T.neq(o.a, o.b));
+  const faulted = T.eq(kindA, T.bv(BigInt(KIND_CODE.fault!), 16));
+  return { diff: T.bor(T.neq(kindA, kindB), T.band(T.bnot(faulted), T.bor(...rest))), obs };
 }
 
 /** Flat memory: a written address is observed unless it is a stack byte nobody reads later. */

@@ -13,6 +13,7 @@ import { objectMaps, relocResolver } from './codeenv.js';
 import { differences } from './observe.js';
 import { decideEncoded, checkWindow } from './window.js';
 import type { CheckOptions, EquivResult } from './types.js';
+import { Rng, packet } from '../testgen/index.js';
 
 interface Side {
   obj: BpfObject;
@@ -27,8 +28,9 @@ export function withoutNops(insns: IrInsn[]): IrInsn[] {
   for (let k = 0; k < insns.length; k++) {
     const i = insns[k]!;
     const next = insns[k + 1];
-    const isNop = opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.JA && i.target !== undefined &&
-      ((next?.labels?.includes(i.target) ?? false) || (k === insns.length - 1 && i.target === '$end'));
+    const ja = opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.JA;
+    const isNop = ja && (i.target === undefined ? i.off === 0 :
+      (next?.labels?.includes(i.target) ?? false) || (k === insns.length - 1 && i.target === '$end'));
     if (isNop && !i.pinned) {
       carry.push(...(i.labels ?? []));
       continue;
@@ -215,7 +217,57 @@ async function wholeProgram(A: Side, B: Side, aCode: Map<string, IrInsn[]>, bCod
     if (!(e instanceof NeedFlat)) throw e;
     enc = encode(false);
   }
-  return decideEncoded(enc, opts, opts.timeoutMs ?? 5000);
+  return decideEncoded(enc, { ...opts, object: A.obj }, opts.timeoutMs ?? 5000, enc.M.ctx.packet && (opts.fastPaths ?? true) ? testPackets(A.prog.progType, opts.packetTests ?? 64, opts.seed ?? 1) : []);
+}
+
+/**
+ * Generated packets as the program sees them (from the network header for socket/cgroup/lwt
+ * programs), with the __sk_buff fields the test run derives from the frame (protocol, packet type,
+ * family, addresses), so that random inputs walk the program's parser paths.
+ */
+function testPackets(progType: string, n: number, seed: number): { data: Uint8Array; ctx?: Uint8Array }[] {
+  const r = new Rng(seed);
+  const l3 = ['socket_filter', 'cgroup_skb', 'lwt_in', 'lwt_out', 'lwt_xmit'].includes(progType);
+  const skb = l3 || progType === 'sched_cls' || progType === 'sched_act';
+  const out: { data: Uint8Array; ctx?: Uint8Array }[] = [];
+  for (let i = 0; i < n; i++) {
+    const p = packet(r);
+    const data = l3 ? p.slice(14) : p;
+    out.push(skb ? { data, ctx: skbFields(p, data.length) } : { data });
+  }
+  return out;
+}
+
+/** __sk_buff as BPF_PROG_TEST_RUN fills it for an Ethernet frame (cf. src/interp/ctx.ts). */
+function skbFields(frame: Uint8Array, len: number): Uint8Array {
+  const c = new Uint8Array(192);
+  const v = new DataView(c.buffer);
+  v.setUint32(0, len, true);
+  const dst = frame.subarray(0, 6);
+  let pktType = 0;
+  if (dst.some((x) => x !== 0)) pktType = dst[0]! & 1 ? (dst.every((x) => x === 0xff) ? 1 : 2) : 3;
+  v.setUint32(4, pktType, true);
+  const eth = (frame[12]! << 8) | frame[13]!;
+  let proto = eth;
+  if (eth < 0x600) proto = frame.length >= 16 && frame[14] === 0xff && frame[15] === 0xff ? 0x0001 : 0x0004;
+  v.setUint32(16, ((proto & 0xff) << 8) | (proto >> 8), true);
+  v.setUint32(40, 1, true);
+  const l3len = frame.length - 14;
+  if (proto === 0x0800) {
+    v.setUint32(88, 2, true);
+    if (l3len >= 20) {
+      c.set(frame.subarray(30, 34), 92);
+      c.set(frame.subarray(26, 30), 96);
+    }
+  } else if (proto === 0x86dd) {
+    v.setUint32(88, 10, true);
+    if (l3len >= 40) {
+      c.set(frame.subarray(38, 54), 100);
+      c.set(frame.subarray(22, 38), 116);
+    }
+  }
+  v.setUint32(160, len, true);
+  return c;
 }
 
 export interface ObjectsResult extends EquivResult {
@@ -232,9 +284,7 @@ export async function checkObjects(a: BpfObject, b: BpfObject, opts: CheckOption
   const results: ({ section: string; name: string } & EquivResult)[] = [];
   for (const p of progs) {
     const q = b.programs.find((x) => x.name === p.name && x.section === p.section) ?? b.programs.find((x) => x.name === p.name);
-    if (!q) {
-      throw new K2Error('input', `program ${p.name} (section ${p.section}) is missing`, { file: b.file });
-    }
+    if (!q) throw new K2Error('input', `program ${p.name} (section ${p.section}) is missing`, { file: b.file });
     results.push({ section: p.section, name: p.name, ...(await checkPrograms(a, p, b, q, opts)) });
   }
   const firstFalse = results.find((r) => r.equivalent === false);

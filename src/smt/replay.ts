@@ -23,16 +23,23 @@ export interface ReplayResult {
 
 /** The packet/context input of a counterexample for the interpreter (per program type). */
 export function packetInput(cex: Counterexample, progType: string): { packet: Uint8Array; ctx?: Uint8Array } {
-  let packet = cex.packet ? fromHex(cex.packet) : new Uint8Array(64);
+  let packet = cex.packet !== null ? fromHex(cex.packet) : new Uint8Array(64);
   const l3 = ['socket_filter', 'cgroup_skb', 'lwt_in', 'lwt_out', 'lwt_xmit'].includes(progType);
+  const ctxBytes = cex.ctx ? fromHex(cex.ctx) : null;
   if (l3) {
-    // The program's packet data starts at the network header: give it an Ethernet header.
+    // The program's packet data starts at the network header: give it the Ethernet header the
+    // counterexample's protocol and packet type stand for.
     const p = new Uint8Array(14 + packet.length);
-    p[12] = 0x08;
+    const proto = ctxBytes ? (ctxBytes[16]! << 8) | ctxBytes[17]! : 0x0800;
+    p[12] = proto >> 8;
+    p[13] = proto & 0xff;
+    const type = ctxBytes ? ctxBytes[4]! : 0;
+    if (type === 1) p.fill(0xff, 0, 6);
+    else if (type === 2) p[0] = 0x01;
+    else if (type === 3) p[0] = 0x02;
     p.set(packet, 14);
     packet = p;
   }
-  const ctxBytes = cex.ctx ? fromHex(cex.ctx) : null;
   if (progType === 'xdp') {
     if (!ctxBytes) return { packet };
     const c = new Uint8Array(24);
@@ -156,13 +163,12 @@ function prologue(pre: WindowPre, cex: Counterexample, progType: string): IrInsn
   return asm(lines);
 }
 
-/** Runs windows a and b on the counterexample, one observable at a time. */
-export function replayWindow(a: IrInsn[], b: IrInsn[], pre: WindowPre, post: WindowPost, cex: Counterexample, progType = 'xdp'): ReplayResult {
-  const labels = [...new Set([...exitLabels(a), ...exitLabels(b)])];
+/** What a window replay observes: the exit taken, each live-out register, each stack byte written. */
+export function windowObservations(windows: IrInsn[][], post: WindowPost): { name: string; code: string[] }[] {
   const live = post.regs ?? [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
   const stackOffs = new Set<number>();
   if (post.stack === undefined || post.stack === 'all') {
-    for (const w of [a, b]) for (const i of w) {
+    for (const w of windows) for (const i of w) {
       const c = opClass(i.code);
       if ((c === CLASS.ST || c === CLASS.STX) && i.dst === 10) for (let k = 0; k < 8; k++) stackOffs.add(i.off + k);
     }
@@ -172,23 +178,29 @@ export function replayWindow(a: IrInsn[], b: IrInsn[], pre: WindowPre, post: Win
   for (const o of [...stackOffs].filter((x) => x >= -512 && x < 0).sort((x, y) => x - y)) {
     observations.push({ name: `stack${o}`, code: [`r0 = *(u8 *)(r10 - ${-o})`] });
   }
+  return observations;
+}
+
+/**
+ * Runs window `w` in the interpreter from the counterexample's entry state, once per observation;
+ * the observation's value is r0 of the outcome ('end': 0 when falling through, k+1 for `labels[k]`).
+ */
+export function runWindow(w: IrInsn[], labels: string[], pre: WindowPre, cex: Counterexample, obs: { name: string; code: string[] }, progType = 'xdp'): Outcome {
   const input = packetInput(cex, progType);
-  const pro = prologue(pre, cex, progType);
-  for (const obs of observations) {
-    const build = (w: IrInsn[]): IrInsn[] => {
-      const epi: string[] = [];
-      // fallthrough: observable, or end code 0
-      epi.push(...(obs.name === 'end' ? ['r0 = 0'] : obs.code), 'exit');
-      labels.forEach((l, k) => {
-        epi.push(`${l}:`, ...(obs.name === 'end' ? [`r0 = ${k + 1}`] : obs.code), 'exit');
-      });
-      return [...pro, ...w.map((i) => ({ ...i })), ...asm(epi)];
-    };
-    const run1 = (w: IrInsn[]): Outcome => {
-      const p = prepareInsns(build(w), { maps: [] as MapSpec[] });
-      return run(p.unit, 'prog', progType, { packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, p.initialMaps());
-    };
-    const oa = run1(a), ob = run1(b);
+  const epi: string[] = [];
+  epi.push(...(obs.name === 'end' ? ['r0 = 0'] : obs.code), 'exit');
+  labels.forEach((l, k) => {
+    epi.push(`${l}:`, ...(obs.name === 'end' ? [`r0 = ${k + 1}`] : obs.code), 'exit');
+  });
+  const p = prepareInsns([...prologue(pre, cex, progType), ...w.map((i) => ({ ...i })), ...asm(epi)], { maps: [] as MapSpec[] });
+  return run(p.unit, 'prog', progType, { packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, p.initialMaps());
+}
+
+/** Runs windows a and b on the counterexample, one observable at a time. */
+export function replayWindow(a: IrInsn[], b: IrInsn[], pre: WindowPre, post: WindowPost, cex: Counterexample, progType = 'xdp'): ReplayResult {
+  const labels = [...new Set([...exitLabels(a), ...exitLabels(b)])];
+  for (const obs of windowObservations([a, b], post)) {
+    const oa = runWindow(a, labels, pre, cex, obs, progType), ob = runWindow(b, labels, pre, cex, obs, progType);
     const d = compareOutcomes(oa, ob, { effects: true });
     if (d || (oa.status === 'exit' && oa.r0 !== ob.r0)) return { reproduced: true, what: `${obs.name}${d ? ` (${d.field})` : ''}`, a: oa, b: ob };
   }

@@ -58,6 +58,8 @@ export interface CheckOptions extends Speedups {
   timeoutMs?: number;
   /** Random inputs tried before the solver (default 32; 0 disables). */
   randomTests?: number;
+  /** Whole programs: generated packets (Ethernet/IP/TCP/UDP/…) tried before the solver (default 64). */
+  packetTests?: number;
   /** Object the code comes from (maps, relocations, program type). */
   object?: BpfObject;
   /** Program type (default: from the object's program, else 'xdp' for windows). */

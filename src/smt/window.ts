@@ -161,8 +161,14 @@ async function checkWindowUncached(a: IrInsn[], b: IrInsn[], pre: WindowPre, pos
   return decideEncoded(enc, opts, opts.timeoutMs ?? 2000);
 }
 
-export async function decideEncoded(enc: Encoded, opts: CheckOptions, timeoutMs: number): Promise<EquivResult> {
-  const v = await decide({ T: enc.M.T, assume: enc.assume, diff: enc.diff, fixed: (n, i, e) => enc.M.fixedByte(n, i, e) }, {
+export async function decideEncoded(enc: Encoded, opts: CheckOptions, timeoutMs: number, packets: { data: Uint8Array; ctx?: Uint8Array }[] = []): Promise<EquivResult> {
+  // with the packets, global data starts as the object defines it (a realistic starting point)
+  const initial = (opts.object?.data ?? []).map((d) => {
+    const bytes = new Uint8Array(d.size);
+    bytes.set(d.init.subarray(0, d.size));
+    return { mem: `mem:mv:${d.name}`, base: `base:mv:${d.name}`, bytes };
+  });
+  const v = await decide({ T: enc.M.T, assume: enc.assume, diff: enc.diff, fixed: (n, i, e) => enc.M.fixedByte(n, i, e), packets, flat: enc.M.flat, initial }, {
     timeoutMs, randomTests: opts.randomTests ?? 32, fastPaths: opts.fastPaths ?? true, seed: opts.seed ?? 1,
   });
   if (v.equivalent === true) return { equivalent: true, counterexample: null, ms: 0, via: v.via };

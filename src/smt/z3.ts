@@ -1,7 +1,7 @@
-// The Z3 back end: one WASM instance per process (initialised once, lazily), queries as SMT-LIB
-// text evaluated in one low-level context that is reset before each query (so nothing a query
-// creates outlives it: the WASM heap is capped at 2 GB), a timeout per query, and queries
-// serialised (one check at a time).
+// The Z3 back end: one WASM instance per process (initialised once, lazily), a fresh low-level
+// context per query built through the C API and deleted afterwards (nothing a query creates
+// outlives it: the WASM heap is capped at 2 GB), a deadline per query, and queries serialised (one
+// check at a time). `toSmtLib` prints a query for debugging (K2_SMT_DUMP=file).
 import { init } from 'z3-solver';
 import { mask, type Term } from './term.js';
 
@@ -27,10 +27,6 @@ export async function shutdownZ3(): Promise<void> {
   if (!handle) return;
   const h = await handle;
   handle = null;
-  if (lowCtx) {
-    h.api.Z3.del_context(lowCtx as Parameters<typeof h.api.Z3.del_context>[0]);
-    lowCtx = null;
-  }
   try {
     await (await import('z3-solver')).killThreads(h.api.em);
   } catch {
@@ -111,122 +107,142 @@ export function toSmtLib(formula: Term): { script: string; name: (t: Term) => st
   return { script: out.join('\n'), name, leaves, size: order.length };
 }
 
-type Sexp = string | Sexp[];
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Ast = any;
 
-/** A minimal S-expression reader (atoms, |quoted| symbols, lists). */
-function readSexp(text: string): Sexp[] {
-  const toks = text.match(/\|[^|]*\||\(|\)|[^\s()|]+/g) ?? [];
-  let i = 0;
-  const one = (): Sexp => {
-    const t = toks[i++]!;
-    if (t !== '(') return t;
-    const list: Sexp[] = [];
-    while (i < toks.length && toks[i] !== ')') list.push(one());
-    i++;
-    return list;
+/** Builds the formula with the C API in context `c` (iterative, memoised by term id). */
+function build(Z: any, c: unknown, formula: Term): { ast: (t: Term) => Ast; leaves: Term[]; size: number } {
+  const memo = new Map<number, Ast>();
+  const sorts = new Map<string, Ast>();
+  const sort = (t: Term): Ast => {
+    const k = `${t.s}:${t.w}:${t.iw}`;
+    let srt = sorts.get(k);
+    if (!srt) {
+      srt = t.s === 0 ? Z.mk_bool_sort(c) : t.s === 1 ? Z.mk_bv_sort(c, t.w) : Z.mk_array_sort(c, Z.mk_bv_sort(c, t.iw), Z.mk_bv_sort(c, t.w));
+      sorts.set(k, srt);
+    }
+    return srt;
   };
-  const out: Sexp[] = [];
-  while (i < toks.length) out.push(one());
-  return out;
-}
-
-/** Value atoms of a get-value answer `((e v) (e v) ...)`, in order (null when unreadable). */
-function parseValues(text: string): (bigint | null)[] {
-  const top = readSexp(text)[0];
-  if (!Array.isArray(top)) return [];
-  return top.map((pair) => (Array.isArray(pair) && pair.length === 2 ? valueOf(pair[1]!) : null));
-}
-function valueOf(v: Sexp): bigint | null {
-  if (Array.isArray(v)) {
-    // (_ bvN w)
-    if (v.length === 3 && v[0] === '_' && typeof v[1] === 'string' && v[1].startsWith('bv')) return BigInt(v[1].slice(2));
-    return null;
-  }
-  if (v === 'true') return 1n;
-  if (v === 'false') return 0n;
-  if (v.startsWith('#x')) return BigInt('0x' + v.slice(2));
-  if (v.startsWith('#b')) return BigInt('0b' + v.slice(2));
-  return null;
-}
-
-let lowCtx: unknown = null;
-
-/**
- * eval_smtlib2_string on a worker thread. The package's wrapper passes the script through
- * ccall's temporary stack copy, which the worker may read after it was freed (corrupted scripts
- * under load); here the script lives in a malloc'ed buffer until the call has finished.
- */
-async function evalScript(api: Z3Handle['api'], ctx: unknown, script: string): Promise<string> {
-  const em = api.em as {
-    _malloc(n: number): number;
-    _free(p: number): void;
-    HEAPU8: Uint8Array;
-    async_call(f: (...a: unknown[]) => void, ...args: unknown[]): Promise<string>;
-    _async_Z3_eval_smtlib2_string(c: unknown, p: number): void;
+  const leaves: Term[] = [];
+  const fold = (xs: Ast[], f: (a: Ast, b: Ast) => Ast): Ast => xs.reduce((acc, x) => f(acc, x));
+  const node = (t: Term, a: Ast[]): Ast => {
+    switch (t.op) {
+      case 'const':
+        return t.s === 0 ? (t.v ? Z.mk_true(c) : Z.mk_false(c)) : Z.mk_numeral(c, t.v.toString(), sort(t));
+      case 'var':
+      case 'avar':
+        leaves.push(t);
+        return Z.mk_const(c, Z.mk_string_symbol(c, t.name), sort(t));
+      case 'add': return fold(a, (x, y) => Z.mk_bvadd(c, x, y));
+      case 'mul': return fold(a, (x, y) => Z.mk_bvmul(c, x, y));
+      case 'and': return fold(a, (x, y) => Z.mk_bvand(c, x, y));
+      case 'or': return fold(a, (x, y) => Z.mk_bvor(c, x, y));
+      case 'xor': return fold(a, (x, y) => Z.mk_bvxor(c, x, y));
+      case 'concat': return fold(a, (x, y) => Z.mk_concat(c, x, y));
+      case 'udiv': return Z.mk_bvudiv(c, a[0], a[1]);
+      case 'urem': return Z.mk_bvurem(c, a[0], a[1]);
+      case 'sdiv': return Z.mk_bvsdiv(c, a[0], a[1]);
+      case 'srem': return Z.mk_bvsrem(c, a[0], a[1]);
+      case 'shl': return Z.mk_bvshl(c, a[0], a[1]);
+      case 'lshr': return Z.mk_bvlshr(c, a[0], a[1]);
+      case 'ashr': return Z.mk_bvashr(c, a[0], a[1]);
+      case 'extract': return Z.mk_extract(c, t.p, t.q, a[0]);
+      case 'sext': return Z.mk_sign_ext(c, t.p, a[0]);
+      case 'ite': return Z.mk_ite(c, a[0], a[1], a[2]);
+      case 'select': return Z.mk_select(c, a[0], a[1]);
+      case 'store': return Z.mk_store(c, a[0], a[1], a[2]);
+      case 'eq': return Z.mk_eq(c, a[0], a[1]);
+      case 'ult': return Z.mk_bvult(c, a[0], a[1]);
+      case 'ule': return Z.mk_bvule(c, a[0], a[1]);
+      case 'slt': return Z.mk_bvslt(c, a[0], a[1]);
+      case 'sle': return Z.mk_bvsle(c, a[0], a[1]);
+      case 'band': return Z.mk_and(c, a);
+      case 'bor': return Z.mk_or(c, a);
+      case 'bnot': return Z.mk_not(c, a[0]);
+    }
   };
-  const bytes = Buffer.from(script, 'utf8');
-  const ptr = em._malloc(bytes.length + 1);
-  if (!ptr) throw new Error('out of WASM memory');
-  try {
-    em.HEAPU8.set(bytes, ptr);
-    em.HEAPU8[ptr + bytes.length] = 0;
-    return await em.async_call(() => em._async_Z3_eval_smtlib2_string(ctx, ptr));
-  } finally {
-    em._free(ptr);
-  }
+  const ast = (root: Term): Ast => {
+    const stack: [Term, boolean][] = [[root, false]];
+    while (stack.length) {
+      const [t, done] = stack.pop()!;
+      if (memo.has(t.id)) continue;
+      if (!done) {
+        stack.push([t, true]);
+        for (const x of t.a) if (!memo.has(x.id)) stack.push([x, false]);
+        continue;
+      }
+      memo.set(t.id, node(t, t.a.map((x) => memo.get(x.id))));
+    }
+    return memo.get(root.id);
+  };
+  ast(formula);
+  return { ast, leaves, size: memo.size };
 }
 
 /**
  * Is `formula` (a Bool term) satisfiable? `unknown` on timeout or when Z3 gives up. A model gives
  * every variable, and for each array variable the entries at the indices the formula reads.
- * Queries go through SMT-LIB text into one low-level context that is reset before each query, so
- * no Z3 objects outlive a query.
+ * Each query gets its own context (built through the C API, deleted afterwards, so nothing it
+ * creates outlives it: the WASM heap is capped at 2 GB); the deadline is enforced by interrupting
+ * the context from the main thread, since Z3's own timeout is not checked during preprocessing.
  */
 export async function solve(formula: Term, timeoutMs: number): Promise<SatResult> {
   const { api } = await z3();
-  const Z = api.Z3;
+  const Z = api.Z3 as any;
+  if (process.env.K2_SMT_DUMP) (await import('node:fs')).writeFileSync(process.env.K2_SMT_DUMP, toSmtLib(formula).script);
   return serialise(async () => {
-    if (!lowCtx) {
-      const cfg = Z.mk_config();
-      lowCtx = Z.mk_context_rc(cfg);
-      Z.del_config(cfg);
-    }
-    const ctx = lowCtx as Parameters<typeof Z.eval_smtlib2_string>[0];
-    const { script, name, leaves, size } = toSmtLib(formula);
-    if (size > MAX_FORMULA_NODES) return { result: 'unknown', reason: `formula of ${size} nodes is too large` };
-    const scalars = leaves.filter((t) => t.s !== 2);
-    const reads = arrayReads(formula);
-    let out: string;
+    const cfg = Z.mk_config();
+    const c = Z.mk_context(cfg);
+    Z.del_config(cfg);
+    let timer: NodeJS.Timeout | null = null;
     try {
-      out = await evalScript(api, ctx, `(reset)(set-option :timeout ${Math.max(1, Math.round(timeoutMs))})\n${script}\n(check-sat)`);
+      const tb0 = performance.now();
+      const { ast, leaves, size } = build(Z, c, formula);
+      if (size > MAX_FORMULA_NODES) return { result: 'unknown', reason: `formula of ${size} nodes is too large` };
+      const solver = Z.mk_solver(c);
+      Z.solver_inc_ref(c, solver);
+      const params = Z.mk_params(c);
+      Z.params_inc_ref(c, params);
+      Z.params_set_uint(c, params, Z.mk_string_symbol(c, 'timeout'), Math.max(1, Math.round(timeoutMs)));
+      Z.solver_set_params(c, solver, params);
+      Z.solver_assert(c, solver, ast(formula));
+      let interrupted = false;
+      timer = setTimeout(() => {
+        interrupted = true;
+        Z.interrupt(c);
+      }, Math.max(1, Math.round(timeoutMs)) + 100);
+      const tb = performance.now();
+      const r = await Z.solver_check(c, solver);
+      clearTimeout(timer);
+      timer = null;
+      if (r === -1) return { result: 'unsat' };
+      if (r !== 1) return { result: 'unknown', reason: interrupted ? 'timeout' : String(Z.solver_get_reason_unknown(c, solver) || 'unknown') };
+      const model = Z.solver_get_model(c, solver);
+      Z.model_inc_ref(c, model);
+      const value = (t: Term, e: Ast): bigint => {
+        const v = Z.model_eval(c, model, e, true);
+        if (t.s === 0) return Z.get_bool_value(c, v) === 1 ? 1n : 0n;
+        return BigInt(Z.get_numeral_string(c, v));
+      };
+      const vars = new Map<string, bigint>();
+      const arrays = new Map<string, { entries: Map<bigint, bigint>; dflt: bigint }>();
+      for (const t of leaves) {
+        if (t.s === 2) arrays.set(t.name, { entries: new Map(), dflt: 0n });
+        else vars.set(t.name, value(t, ast(t)) & mask(t.w === 0 ? 1 : t.w));
+      }
+      for (const [arr, idx] of arrayReads(formula)) {
+        const i = value(idx, ast(idx));
+        const a = arrays.get(arr.name)!;
+        if (!a.entries.has(i)) a.entries.set(i, value({ ...arr, s: 1 } as Term, Z.mk_select(c, ast(arr), ast(idx))));
+      }
+      return { result: 'sat', model: { vars, arrays } };
     } catch (e) {
       return { result: 'unknown', reason: `solver error: ${(e as Error).message}` };
+    } finally {
+      if (timer) clearTimeout(timer);
+      const td = performance.now();
+      Z.del_context(c);
     }
-    const verdict = out.trim().split('\n')[0]!.trim();
-    if (verdict === 'unsat') return { result: 'unsat' };
-    if (verdict !== 'sat') return { result: 'unknown', reason: verdict === 'unknown' ? 'timeout or incomplete' : verdict };
-    const vars = new Map<string, bigint>();
-    const arrays = new Map<string, { entries: Map<bigint, bigint>; dflt: bigint }>();
-    const exprs: string[] = [...scalars.map(name)];
-    for (const [arr, idx] of reads) exprs.push(name(idx), `(select ${name(arr)} ${name(idx)})`);
-    if (exprs.length) {
-      const ans = await evalScript(api, ctx, `(get-value (${exprs.join(' ')}))`);
-      const vals = parseValues(ans);
-      if (vals.length !== exprs.length || vals.some((v) => v === null)) {
-        if (process.env.K2_SMT_DEBUG) console.error('MODEL', exprs.join(' '), '=>', ans);
-        return { result: 'unknown', reason: 'could not read the model' };
-      }
-      scalars.forEach((t, i) => vars.set(t.name, vals[i]! & mask(t.w === 0 ? 1 : t.w)));
-      let k = scalars.length;
-      for (const [arr] of reads) {
-        const i = vals[k++]!, v = vals[k++]!;
-        let a = arrays.get(arr.name);
-        if (!a) arrays.set(arr.name, (a = { entries: new Map(), dflt: 0n }));
-        if (!a.entries.has(i)) a.entries.set(i, v);
-      }
-    }
-    for (const t of leaves) if (t.s === 2 && !arrays.has(t.name)) arrays.set(t.name, { entries: new Map(), dflt: 0n });
-    return { result: 'sat', model: { vars, arrays } };
   });
 }
 
