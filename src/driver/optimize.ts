@@ -121,7 +121,15 @@ async function sectionVerdict(
 ): Promise<string | null> {
   objectBytes(cand); // the section must lower (labels, offsets, relocations) before anything else
   const model = modelVerdicts(cand);
-  const kernel = kernelBefore ? await kernelVerdicts(cand).catch(() => null) : null;
+  let kernel: Map<string, string> | null = null;
+  if (kernelBefore) {
+    // Where bpf() works the kernel has the last word: a failed check is a rejection, never a pass.
+    try {
+      kernel = await kernelVerdicts(cand);
+    } catch (e) {
+      return `kernel check failed: ${(e as Error).message}`;
+    }
+  }
   for (const p of users) {
     const k = key(p);
     if (modelBefore.get(k) && !model.get(k)) return `safety model rejects ${k}`;
