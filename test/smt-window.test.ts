@@ -1,5 +1,5 @@
 import test from 'ava';
-import { asm, checkWindow, shutdownZ3, type RegFact, type WindowPost, type WindowPre } from '../src/smt/index.js';
+import { asm, checkWindow, checkWindowStates, shutdownZ3, type RegFact, type WindowPost, type WindowPre } from '../src/smt/index.js';
 import { replayWindow } from '../src/smt/replay.js';
 
 test.after.always(async () => {
@@ -153,4 +153,14 @@ test('cache answers a renamed query and maps the counterexample back', async (t)
   t.is(r2.counterexample!.difference.what, 'r5');
   t.truthy(r2.counterexample!.regs.r6);
   t.true(replayWindow(a2, b2, {}, { regs: [5] }, r2.counterexample!).reproduced);
+});
+
+test('several entry states: equal only under every one of them', async (t) => {
+  const a = asm('r0 = r1; r0 &= 0xff'), b = asm('r0 = r1');
+  const small: WindowPre = { regs: { 1: { kind: 'scalar', umax: 255n } } };
+  const big: WindowPre = { regs: { 1: { kind: 'scalar', umax: 4096n } } };
+  t.is((await checkWindowStates(a, b, [small, small], { regs: [0] })).equivalent, true);
+  const r = await checkWindowStates(a, b, [small, big], { regs: [0] });
+  t.is(r.equivalent, false);
+  t.true(replayWindow(a, b, big, { regs: [0] }, r.counterexample!).reproduced);
 });

@@ -1,5 +1,5 @@
 // The SMT equivalence checker's public door.
-export { checkWindow } from './window.js';
+export { checkWindow, checkWindowStates } from './window.js';
 export { checkPrograms, checkObjects } from './program.js';
 export { windowCache, canonicalWindow, EquivCache } from './cache.js';
 export { shutdownZ3 } from './z3.js';

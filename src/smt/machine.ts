@@ -446,6 +446,17 @@ export class Machine {
     if (r) {
       fault = this.boundsFault(st, r.region, r.off, n);
       if (write && !r.region.writable) fault = T.T;
+    } else if (this.env.whole) {
+      // A whole program can only access its regions: an address in none of them faults (as in the
+      // interpreter and the verifier). Windows may use pointers to memory the query knows nothing of.
+      const inside: Term[] = [];
+      for (const g of this.regionList) {
+        if (g.hi === null) continue;
+        const off = T.sub(addr, g.base);
+        const hi = g.hi === 'len' ? this.pktLen : T.bv(g.hi, 64);
+        inside.push(T.band(T.sle(T.bv(g.lo, 64), off), T.sle(T.add(off, T.bv(BigInt(n), 64)), hi), T.slt(off, T.add(off, T.bv(BigInt(n), 64)))));
+      }
+      fault = T.bnot(T.bor(...inside));
     }
     if (this.flat) {
       const mem = this.memOf(st, 'flat');
@@ -1086,7 +1097,7 @@ export class Machine {
 
   // ---------------------------------------------------------------- helpers
   /** Executes a helper call; returns the continuing states (first = `st`), or null if none. */
-  private call(st0: State, id: number, ends: PathEnd[]): State[] | null {
+  private call(st0: State, id: number, ends: PathEnd[], nulChecked = false): State[] | null {
     let st = st0;
     const T = this.T;
     const spec = HELPERS[id];
@@ -1128,10 +1139,30 @@ export class Machine {
         for (let i = 1; i <= spec.args; i++) rec.push(regs[i]!);
         for (const r of spec.reads ?? []) {
           const size = this.memArgSize(st, r, spec.name);
-          if (size === 0) continue;
+          if (size === 0) {
+            if (id === 6) {
+              // trace_printk with an empty format: -EINVAL, nothing printed
+              st.regs[0] = T.bv(ERR(22), 64);
+              return [st];
+            }
+            continue;
+          }
           const bytes = this.helperLoad(st, regs[r.ptr]!, size, ends, `${spec.name} read`);
           if (bytes === null) return null;
-          for (let i = 0; i < size; i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, bytes), 56));
+          const bs: Term[] = [];
+          for (let i = 0; i < size; i++) bs.push(T.extract(8 * i + 7, 8 * i, bytes));
+          if (id === 6 && !nulChecked) {
+            // a format without a NUL is refused (-EINVAL) and prints nothing
+            const [ok, bad] = this.fork(st, T.bor(...bs.map((b) => T.eq(b, T.bv(0n, 8)))));
+            if (bad) bad.regs[0] = T.bv(ERR(22), 64);
+            if (!ok) return bad ? [bad] : null;
+            st = ok;
+            if (bad) {
+              const rest = this.call(st, id, ends, true);
+              return rest ? [...rest, bad] : [bad];
+            }
+          }
+          for (const b of bs) rec.push(T.zext(b, 56));
         }
         const pw = spec.packetWrite;
         let pwBytes: Term | null = null;

@@ -89,6 +89,8 @@ export interface Counterexample {
   helpers: Record<string, string>;
   /** The first observable that differs, with both sides' values. */
   difference: { what: string; a: string; b: string };
+  /** The difference only holds for particular region addresses (a program looking at pointer bits). */
+  addressDependent?: boolean;
   /** Raw model: every variable's value (decimal) — for debugging and replay tools. */
   vars: Record<string, string>;
   arrays: Record<string, Record<string, number>>;

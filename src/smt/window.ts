@@ -5,7 +5,8 @@ import { Terms, type Term } from './term.js';
 import { Machine, NeedFlat, State, Unsupported, type MachineOptions, type MapInfo } from './machine.js';
 import { codeEnv } from './codeenv.js';
 import { differences, type ObserveSpec, type Observable } from './observe.js';
-import { decide } from './decide.js';
+import { decide, differsOn } from './decide.js';
+import { Env } from './eval.js';
 import { counterexample } from './cex.js';
 import type { CheckOptions, Counterexample, EquivResult, RegFact, WindowPost, WindowPre } from './types.js';
 import { canonicalWindow, windowCache, windowKey } from './cache.js';
@@ -173,7 +174,54 @@ export async function decideEncoded(enc: Encoded, opts: CheckOptions, timeoutMs:
   });
   if (v.equivalent === true) return { equivalent: true, counterexample: null, ms: 0, via: v.via };
   if (v.equivalent === null) return { equivalent: null, counterexample: null, ms: 0, via: 'none', reason: v.reason };
-  return { equivalent: false, counterexample: counterexample(enc.M, v.env, enc.obs, enc.names), ms: 0, via: v.via };
+  const cex = counterexample(enc.M, v.env, enc.obs, enc.names);
+  if (addressDependent(enc, v.env)) cex.addressDependent = true;
+  return { equivalent: false, counterexample: cex, ms: 0, via: v.via };
+}
+
+/**
+ * Does the difference hinge on the numeric values of region addresses (e.g. a program that masks
+ * or compares a pointer)? Re-evaluated with every region moved by 8 GiB: if the sides no longer
+ * differ, the counterexample only holds for particular kernel addresses (the interpreter uses its
+ * own, so it cannot replay it).
+ */
+function addressDependent(enc: Encoded, env: Env): boolean {
+  if (enc.M.flat) return false;
+  const moved = new Env(() => 0n, () => 0n);
+  for (const [k, v] of env.vars) {
+    const d = (1n << 33n) + 0x1238n; // changes low bits too, keeps 8-byte alignment
+    moved.vars.set(k, k.startsWith('base:') ? (v + d < (1n << 64n) - (1n << 40n) ? v + d : v - d) : v);
+  }
+  for (const [k, m] of env.arrays) {
+    if (k.startsWith('vb:')) {
+      const mm = new Map<bigint, bigint>();
+      for (const [i, v] of m) mm.set(i, v + (1n << 33n) + 0x1238n);
+      moved.arrays.set(k, mm);
+    } else moved.arrays.set(k, new Map(m));
+  }
+  try {
+    return !differsOn({ T: enc.M.T, assume: enc.assume, diff: enc.diff }, moved);
+  } catch {
+    return false;
+  }
 }
 
 export type { Encoded };
+
+/**
+ * A window under several possible entry states (e.g. every abstract state the safety checker
+ * recorded at the window's start): equal only if equal under each; the first counterexample wins.
+ */
+export async function checkWindowStates(a: IrInsn[], b: IrInsn[], pres: WindowPre[], post: WindowPost = {}, opts: CheckOptions = {}): Promise<EquivResult> {
+  const t0 = performance.now();
+  let unknown: EquivResult | null = null;
+  let via: EquivResult['via'] = 'none';
+  for (const pre of pres.length ? pres : [{}]) {
+    const r = await checkWindow(a, b, pre, post, opts);
+    if (r.equivalent === false) return { ...r, ms: Math.round((performance.now() - t0) * 1000) / 1000 };
+    if (r.equivalent === null) unknown ??= r;
+    else via = r.via;
+  }
+  const ms = Math.round((performance.now() - t0) * 1000) / 1000;
+  return unknown ? { ...unknown, ms } : { equivalent: true, counterexample: null, ms, via };
+}
