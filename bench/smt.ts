@@ -179,6 +179,8 @@ async function benchWindows(files: string[]): Promise<void> {
   const qs = windowQueries(files, WINDOWS, 7);
   console.log(`\n== window checks: ${qs.length} queries (${qs.filter((q) => q.kind === 'mutant').length} mutated, ${qs.filter((q) => q.kind === 'rewrite').length} rewritten windows of 2–8 instructions)`);
   console.log('config                 median ms   p95 ms   equal  different  unknown   via');
+  // warm-up (Z3's WASM start, JIT) so the first configuration is not charged for it
+  for (const q of qs.slice(0, 8)) await checkWindow(q.a, q.b, q.pre, q.post, { object: q.obj, progType: q.progType, timeoutMs: 2000, cache: false });
   for (const [name, opts] of CONFIGS) {
     windowCache.clear();
     const ms: number[] = [];

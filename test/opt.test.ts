@@ -5,7 +5,7 @@ import { join, basename } from 'node:path';
 import { tmpdir } from 'node:os';
 import { fixtureObjects, k2 } from './helpers/paths.js';
 import { bpfAvailable, loadAll, runPinned, samplePackets } from './helpers/bpftool.js';
-import { optimizeSection, DEFAULT_SYNTH, type SynthOptions } from '../src/synth/index.js';
+import { optimizeSection, storeImmediate, DEFAULT_SYNTH, type SynthOptions } from '../src/synth/index.js';
 import { readObject, type BpfObject, type IrInsn, type CodeSection } from '../src/ir/index.js';
 import { shutdownZ3 } from '../src/smt/index.js';
 
@@ -46,6 +46,26 @@ test('a rewrite the gate refuses is not applied', async (t) => {
   t.is(out.code[0]!.insns.length, 3);
   t.true(stats.gateRejected > 0);
   t.is(stats.rewrites, 0);
+});
+
+const stx = (size: number, dst: number, off: number, src: number): IrInsn => ({ code: 0x63 | size, dst, src, off, imm: 0 });
+
+test('stores of a known constant become store-immediates and the dead constant goes', async (t) => {
+  // r1 = 0; *(u32 *)(r10 - 4) = r1; *(u64 *)(r10 - 16) = r1; r0 = 0; exit
+  const obj = objectOf([mov(1, 0), stx(0x00, 10, -4, 1), stx(0x18, 10, -16, 1), mov(0, 0), exit]);
+  const { obj: out } = await optimizeSection(obj, 0, () => true, FAST);
+  const code = out.code[0]!.insns;
+  t.deepEqual(code.slice(0, 2).map((i) => [i.code, i.dst, i.off, i.imm]), [[0x62, 10, -4, 0], [0x7a, 10, -16, 0]], JSON.stringify(code));
+  t.false(code.some((i) => i.code === 0xb7 && i.dst === 1), 'r1 = 0 is dead after the rewrite');
+});
+
+test('store-immediate only where the sign-extended immediate gives the same bytes', (t) => {
+  const dw = stx(0x18, 10, -8, 1), w = stx(0x00, 10, -8, 1);
+  t.is(storeImmediate(dw, 0xffff_ffff_ffff_fff0n)!.imm, -16);
+  t.is(storeImmediate(dw, 0xffff_ffffn), null, 'u64 0xffffffff is not a sign-extended imm32');
+  t.is(storeImmediate(dw, 1n << 40n), null);
+  t.is(storeImmediate(w, 0x1_8000_0000n)!.imm, -0x8000_0000, 'a u32 store keeps only the low word');
+  t.is(storeImmediate({ ...dw, code: 0xdb }, 1n), null, 'atomics are not plain stores');
 });
 
 test('live-out registers are kept: a write read after the window is not deleted', async (t) => {

@@ -210,6 +210,30 @@ test('the simplifier preserves the value of random expressions', (t) => {
   t.is(checked, 16000);
 });
 
+test('high bits of products with shifted constants and of sums of shifted terms', (t) => {
+  // extract(hi, lo, y * (c << lo)) is rewritten to the low bits of y * c; sums of terms with k
+  // zero low bits keep them zero (both used to prove 64-bit arithmetic + truncation = 32-bit ALU)
+  const r = rng(4242);
+  let checked = 0;
+  for (let n = 0; n < 2000; n++) {
+    const T = new Terms();
+    const x = T.var('x', 64), y = T.var('y', 64);
+    const lo = 1 + Math.floor(r() * 40), hi = lo + Math.floor(r() * (64 - lo));
+    const c = ((BigInt(Math.floor(r() * 2 ** 30)) << BigInt(lo)) | (r() < 0.2 ? 1n : 0n)) & mask(64);
+    const k = Math.floor(r() * 33);
+    const sum = T.add(T.mul(y, T.bv(c, 64)), T.shl(x, T.bv(BigInt(k), 64)));
+    const term = T.extract(hi, lo, sum);
+    const xv = BigInt(Math.floor(r() * 2 ** 32)) * BigInt(Math.floor(r() * 2 ** 32)) & mask(64);
+    const yv = BigInt(Math.floor(r() * 2 ** 32)) * BigInt(Math.floor(r() * 2 ** 32)) & mask(64);
+    const env = new Map([['x', xv], ['y', yv]]);
+    const got = new Evaluator(new Env((name) => env.get(name)!)).bv(term);
+    const want = ((((yv * c) + (xv << BigInt(k))) & mask(64)) >> BigInt(lo)) & mask(hi - lo + 1);
+    if (got !== want) return t.fail(`lo ${lo} hi ${hi} c ${c} k ${k}: got ${got} want ${want}`);
+    checked++;
+  }
+  t.is(checked, 2000);
+});
+
 test('the simplifier preserves random predicates', (t) => {
   const r = rng(777);
   for (let n = 0; n < 3000; n++) {

@@ -47,6 +47,8 @@ const EQUAL: Row[] = [
   // 32-bit vs 64-bit forms
   { name: 'w-add = add + truncation', a: 'w0 = w1; w0 += 1', b: 'r0 = r1; r0 += 1; r0 <<= 32; r0 >>= 32', post: { regs: [0] } },
   { name: 'w-and mask = and mask', a: 'r0 = r1; r0 &= 0xff', b: 'w0 = w1; w0 &= 0xff', post: { regs: [0] } },
+  { name: 'w-sub = sub + truncation', a: 'r2 -= r1; r2 <<= 32; r2 >>= 32', b: 'w2 -= w1', post: { regs: [2] } },
+  { name: 'w-mul = mul + truncation', a: 'r2 *= r1; r2 <<= 32; r2 >>= 32', b: 'w2 *= w1', post: { regs: [2] } },
   { name: 'w-mov zero-extends', a: 'w1 = w1', b: 'r1 <<= 32; r1 >>= 32', post: { regs: [1] } },
   { name: 'movsx = shl/arsh', a: 'r1 = (s8)r2', b: 'r1 = r2; r1 <<= 56; r1 s>>= 56', post: { regs: [1] } },
   { name: 'w-movsx16', a: 'w1 = (s16)w2', b: 'w1 = w2; w1 <<= 16; w1 s>>= 16', post: { regs: [1] } },

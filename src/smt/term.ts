@@ -38,6 +38,13 @@ export const toSigned = (v: bigint, w: number): bigint => (v >> BigInt(w - 1)) &
 
 const isPow2 = (v: bigint): boolean => v > 0n && (v & (v - 1n)) === 0n;
 const log2 = (v: bigint): number => v.toString(2).length - 1;
+/** Number of low zero bits of a w-bit value (w for zero). */
+const trailingZeros = (v: bigint, w: number): number => {
+  if (v === 0n) return w;
+  let n = 0;
+  while (((v >> BigInt(n)) & 1n) === 0n) n++;
+  return n;
+};
 
 /** A table of hash-consed terms. Use one per query (terms from different tables never mix). */
 export class Terms {
@@ -175,6 +182,15 @@ export class Terms {
         return t.a.reduce((acc, x) => acc | this.nz(x), 0n);
       case 'ite':
         return this.nz(t.a[1]!) | this.nz(t.a[2]!);
+      case 'add': {
+        // a sum of terms whose low k bits are zero has its low k bits zero
+        const tz = Math.min(...t.a.map((x) => trailingZeros(this.nz(x), x.w)));
+        return mask(t.w) & ~mask(tz);
+      }
+      case 'mul': {
+        const tz = Math.min(t.w, t.a.reduce((n, x) => n + trailingZeros(this.nz(x), x.w), 0));
+        return mask(t.w) & ~mask(tz);
+      }
       default:
         return mask(t.w);
     }
@@ -451,9 +467,15 @@ export class Terms {
       case 'add':
         if (lo === 0 || a.a.every((x) => (this.nz(x) & mask(lo)) === 0n)) return this.add(...a.a.map((x) => this.extract(hi, lo, x)));
         break;
-      case 'mul':
+      case 'mul': {
         if (lo === 0) return this.mul(...a.a.map((x) => this.extract(hi, 0, x)));
+        // y * (c << lo): bits [hi:lo] are the low bits of y * c
+        const c = a.a[a.a.length - 1]!;
+        if (c.op === 'const' && trailingZeros(c.v, c.w) >= lo) {
+          return this.mul(...a.a.slice(0, -1).map((x) => this.extract(hi - lo, 0, x)), this.bv(c.v >> BigInt(lo), w));
+        }
         break;
+      }
       case 'ite':
         return this.ite(a.a[0]!, this.extract(hi, lo, a.a[1]!), this.extract(hi, lo, a.a[2]!));
     }

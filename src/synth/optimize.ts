@@ -3,7 +3,7 @@
 // registers live after the window, and keep it only if `gate` (the safety model) accepts the
 // program with it. Counterexamples become test cases for the next search round (CEGIS).
 import type { Insn } from '../isa/index.js';
-import { CLASS, LD_IMM64, opClass, slotsOf } from '../isa/index.js';
+import { CLASS, LD_IMM64, MODE, SIZE, opClass, slotsOf } from '../isa/index.js';
 import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn } from '../ir/index.js';
 import { checkWindow, type Counterexample, type WindowPre } from '../smt/index.js';
@@ -19,6 +19,7 @@ export interface SynthOptions {
   timeoutMs: number; // per SMT query
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
+  constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
 }
 
 export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2, 1], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };
@@ -78,6 +79,68 @@ function testFromCex(window: readonly Insn[], cex: Counterexample, rng: Rng, kno
 
 const key = (insns: readonly Insn[]): string => insns.map((i) => `${i.code},${i.dst},${i.src},${i.off},${i.imm},${i.imm2 ?? ''}`).join(';');
 
+/**
+ * The store-immediate form of `*(size *)(dst + off) = src` when `src` holds the known constant `v`,
+ * or null. BPF_ST sign-extends its 32-bit immediate to the store width; narrower stores only keep
+ * the low bytes, so any constant fits them.
+ */
+export function storeImmediate(insn: IrInsn, v: bigint): IrInsn | null {
+  if (opClass(insn.code) !== CLASS.STX || (insn.code & 0xe0) !== MODE.MEM || insn.core || insn.pinned) return null;
+  const size = insn.code & 0x18;
+  const low32 = Number(BigInt.asIntN(32, v));
+  if (size === SIZE.DW && BigInt.asIntN(64, v) !== BigInt(low32)) return null;
+  return { ...insn, code: CLASS.ST | MODE.MEM | size, src: 0, imm: low32 };
+}
+
+/**
+ * Stores of registers holding known constants become stores of immediates (clang 14 never emits
+ * BPF_ST), so the `rX = imm` feeding them often dies and the window search deletes it. Each
+ * rewrite is proven by the checker under the constant fact; the gate sees all of them at once and,
+ * if it objects, each one alone.
+ */
+async function constantStores(
+  obj: BpfObject,
+  secIndex: number,
+  sec: CodeSection,
+  gate: (candidate: BpfObject) => boolean,
+  opts: SynthOptions,
+  stats: SectionStats,
+  progType: string | undefined,
+): Promise<CodeSection> {
+  const withSection = (s: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((x, k) => (k === secIndex ? s : x)) });
+  const consts = constantsIn(sec), live = liveIn(sec), succ = successors(sec);
+  const proven: [number, IrInsn][] = [];
+  for (let k = 0; k < sec.insns.length; k++) {
+    const insn = sec.insns[k]!;
+    const v = opClass(insn.code) === CLASS.STX ? consts[k]![insn.src] : undefined;
+    if (v === undefined) continue;
+    const st = storeImmediate(insn, v);
+    if (!st) continue;
+    const liveOut = regList(liveOutAt(sec, live, succ, k));
+    const { labels: _l, funcInfo: _f, lines: _n, ...plain } = insn;
+    const { labels: _l2, funcInfo: _f2, lines: _n2, ...cand } = st;
+    stats.proposals++;
+    const res = await checkWindow([plain], [cand], { regs: { [insn.src]: { kind: 'scalar', value: v } } }, { regs: liveOut }, { timeoutMs: opts.timeoutMs, object: obj, progType });
+    stats.smtMs.push(res.ms);
+    if (res.equivalent === true) { stats.proven++; proven.push([k, st]); } else if (res.equivalent === null) stats.unknown++;
+    else stats.refuted++;
+  }
+  if (!proven.length) return sec;
+  const apply = (base: CodeSection, rs: [number, IrInsn][]): CodeSection => {
+    const insns = [...base.insns];
+    for (const [k, st] of rs) insns[k] = st;
+    return { ...base, insns };
+  };
+  const all = apply(sec, proven);
+  if (gate(withSection(all))) { stats.rewrites += proven.length; return all; }
+  let cur = sec;
+  for (const r of proven) {
+    const next = apply(cur, [r]);
+    if (gate(withSection(next))) { cur = next; stats.rewrites++; } else stats.gateRejected++;
+  }
+  return cur;
+}
+
 export async function optimizeSection(
   obj: BpfObject,
   secIndex: number,
@@ -89,6 +152,7 @@ export async function optimizeSection(
   const progType = obj.programs.find((p) => p.section === obj.code[secIndex]!.name)?.progType;
   const withSection = (sec: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((s, k) => (k === secIndex ? sec : s)) });
   let sec = obj.code[secIndex]!;
+  if (opts.constantStores !== false) sec = await constantStores(obj, secIndex, sec, gate, opts, stats, progType);
   let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec);
   const rng = new Rng(opts.search.seed);
   for (const size of opts.windowSizes) {
