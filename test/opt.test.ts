@@ -59,6 +59,21 @@ test('stores of a known constant become store-immediates and the dead constant g
   t.false(code.some((i) => i.code === 0xb7 && i.dst === 1), 'r1 = 0 is dead after the rewrite');
 });
 
+const ldxb = (dst: number, src: number, off: number): IrInsn => ({ code: 0x71, dst, src, off, imm: 0 });
+const orx = (dst: number, src: number): IrInsn => ({ code: 0x4f, dst, src, off: 0, imm: 0 });
+
+test('byte loads combined with shift and or become one wider load (little- and big-endian)', async (t) => {
+  // r1 = p[13] << 8 | p[12]  →  r1 = *(u16 *)(r7 + 12)
+  const le = objectOf([ldxb(2, 7, 12), ldxb(1, 7, 13), lsh(1, 8), orx(1, 2), movx(0, 1), exit]);
+  const a = (await optimizeSection(le, 0, () => true, FAST)).obj.code[0]!.insns;
+  t.true(a.some((i) => i.code === 0x69 && i.src === 7 && i.off === 12), JSON.stringify(a));
+  t.false(a.some((i) => i.code === 0x71), 'no byte load is left');
+  // r1 = p[12] << 8 | p[13]  →  a u16 load and a be16 swap
+  const be = objectOf([ldxb(1, 7, 12), lsh(1, 8), ldxb(2, 7, 13), orx(1, 2), movx(0, 1), exit]);
+  const b = (await optimizeSection(be, 0, () => true, FAST)).obj.code[0]!.insns;
+  t.true(b.some((i) => i.code === 0x69 && i.off === 12) && b.some((i) => i.code === 0xdc && i.imm === 16), JSON.stringify(b));
+});
+
 test('store-immediate only where the sign-extended immediate gives the same bytes', (t) => {
   const dw = stx(0x18, 10, -8, 1), w = stx(0x00, 10, -8, 1);
   t.is(storeImmediate(dw, 0xffff_ffff_ffff_fff0n)!.imm, -16);

@@ -10,7 +10,7 @@ import { checkWindow, type Counterexample, type WindowPre } from '../smt/index.j
 import { makeTest, perfCost, randomInput, type TestCase } from './cost.js';
 import { STACK_SIZE, cloneState } from './eval.js';
 import { Rng } from './rng.js';
-import { searchWindow, DEFAULT_SEARCH, type SearchOptions } from './search.js';
+import { searchWindow, loadBases, DEFAULT_SEARCH, type SearchOptions } from './search.js';
 
 export interface SynthOptions {
   windowSizes: number[]; // tried largest first
@@ -19,6 +19,7 @@ export interface SynthOptions {
   timeoutMs: number; // per SMT query
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
+  memoryWindowSizes?: number[]; // larger windows, searched only for load merges (default [8, 7, 6, 5])
   constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
 }
 
@@ -155,11 +156,14 @@ export async function optimizeSection(
   if (opts.constantStores !== false) sec = await constantStores(obj, secIndex, sec, gate, opts, stats, progType);
   let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec);
   const rng = new Rng(opts.search.seed);
-  for (const size of opts.windowSizes) {
+  const memorySizes = opts.memoryWindowSizes ?? [8, 7, 6, 5];
+  for (const size of [...memorySizes, ...opts.windowSizes]) {
+    const memoryOnly = !opts.windowSizes.includes(size);
     for (let start = 0; start < sec.insns.length; start++) {
       if (Date.now() - t0 > opts.budgetMs) return { obj: withSection(sec), stats };
       const end = start + size;
       if (!windowOk(sec, ends, start, end)) continue;
+      if (memoryOnly && ![...loadBases(sec.insns.slice(start, end)).values()].some((offs) => offs.length >= 2)) continue;
       stats.windows++;
       const window: Insn[] = sec.insns.slice(start, end);
       const liveOut = regList(liveOutAt(sec, live, succ, end - 1));
@@ -180,7 +184,8 @@ export async function optimizeSection(
       if (tests.length < opts.tests) continue; // the window leaves the evaluator's model (memory beyond the stack)
       const refuted = new Set<string>();
       for (let round = 0; round < opts.cegisRounds; round++) {
-        const cand = searchWindow(window, tests, liveOut, { ...opts.search, seed: opts.search.seed + start * 31 + round }, (c) => refuted.has(key(c)));
+        const search = { ...opts.search, seed: opts.search.seed + start * 31 + round, iterations: memoryOnly ? 0 : opts.search.iterations };
+        const cand = searchWindow(window, tests, liveOut, search, (c) => refuted.has(key(c)));
         if (!cand || perfCost(cand) >= perfCost(window)) break;
         stats.proposals++;
         const res = await checkWindow(window, cand, pre, { regs: liveOut }, { timeoutMs: opts.timeoutMs, object: obj, progType });

@@ -4,7 +4,7 @@
 import type { Insn } from '../isa/index.js';
 import { REG_FP } from '../isa/index.js';
 import { compact, errorOn, passesAll, ERROR_WEIGHT, perfCost, type TestCase } from './cost.js';
-import { ALU, CLASS, SRC_K, SRC_X } from '../isa/index.js';
+import { ALU, CLASS, MODE, SIZE, SRC_K, SRC_X, opClass } from '../isa/index.js';
 import { propose, type Pool, type Slot } from './moves.js';
 import { Rng } from './rng.js';
 
@@ -52,6 +52,39 @@ export function* singles(pool: Pool): Generator<Insn[]> {
   }
 }
 
+/** The non-stack base registers a window loads from, each with the offsets it reads. */
+export function loadBases(window: readonly Insn[]): Map<number, number[]> {
+  const out = new Map<number, Set<number>>();
+  const written = new Set<number>();
+  for (const i of window) {
+    // a base is only useful while it still holds its entry value
+    if (opClass(i.code) === CLASS.LDX && i.src !== REG_FP && !written.has(i.src)) {
+      if (!out.has(i.src)) out.set(i.src, new Set());
+      out.get(i.src)!.add(i.off);
+    }
+    if (opClass(i.code) === CLASS.LDX || opClass(i.code) === CLASS.ALU || opClass(i.code) === CLASS.ALU64 || i.code === 0x18) written.add(i.dst);
+  }
+  return new Map([...out].map(([r, offs]) => [r, [...offs].sort((a, b) => a - b)]));
+}
+
+/**
+ * One load (optionally byte-swapped to big-endian) from a base the window reads: the rewrites that
+ * merge byte loads combined with shifts and ors into one wider load (K2's load-width merges).
+ */
+export function* loadSingles(window: readonly Insn[], pool: Pool): Generator<Insn[]> {
+  for (const [base, offs] of loadBases(window)) {
+    for (const off of offs) {
+      for (const [size, bits] of [[SIZE.H, 16], [SIZE.W, 32], [SIZE.DW, 64], [SIZE.B, 8]] as const) {
+        for (const dst of pool.regs) {
+          const ld: Insn = { code: CLASS.LDX | MODE.MEM | size, dst, src: base, off, imm: 0 };
+          yield [ld];
+          if (bits > 8) yield [ld, { code: CLASS.ALU | ALU.END | SRC_X, dst, src: 0, off: 0, imm: bits }];
+        }
+      }
+    }
+  }
+}
+
 /**
  * The cheapest zero-error rewrite found, or null. Candidates come from single deletions first, then
  * from the chain; `reject` filters candidates already refuted by the checker.
@@ -79,7 +112,12 @@ export function searchWindow(
       if (best) return best;
     }
   }
-  if (window.length <= 2) return best; // two-instruction windows are covered completely above
+  for (const c of loadSingles(window, pool)) {
+    const cost = perfCost(c);
+    if (cost < bestCost && passesAll(c, tests, liveOut)) consider(c, cost);
+  }
+  if (best) return best;
+  if (window.length <= 2 || opts.iterations <= 0) return best; // two-instruction windows are covered completely above
 
   const rng = new Rng(opts.seed);
   const steer = tests.slice(0, 4);
