@@ -1,3 +1,4 @@
 export * from './defuse.js';
 export * from './cfg.js';
 export * from './consts.js';
+export * from './bits.js';

@@ -4,7 +4,7 @@
 // program with it. Counterexamples become test cases for the next search round (CEGIS).
 import type { Insn } from '../isa/index.js';
 import { CLASS, LD_IMM64, MODE, SIZE, opClass, slotsOf } from '../isa/index.js';
-import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn } from '../analysis/index.js';
+import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn } from '../ir/index.js';
 import { checkWindow, type Counterexample, type WindowPre } from '../smt/index.js';
 import { makeTest, perfCost, randomInput, type TestCase } from './cost.js';
@@ -77,6 +77,8 @@ function testFromCex(window: readonly Insn[], cex: Counterexample, rng: Rng, kno
   }
   return makeTest(window, cloneState(input));
 }
+
+const ALL_BITS = (1n << 64n) - 1n;
 
 const key = (insns: readonly Insn[]): string => insns.map((i) => `${i.code},${i.dst},${i.src},${i.off},${i.imm},${i.imm2 ?? ''}`).join(';');
 
@@ -154,7 +156,7 @@ export async function optimizeSection(
   const withSection = (sec: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((s, k) => (k === secIndex ? sec : s)) });
   let sec = obj.code[secIndex]!;
   if (opts.constantStores !== false) sec = await constantStores(obj, secIndex, sec, gate, opts, stats, progType);
-  let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec);
+  let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec), nonzero = nonzeroBitsIn(sec);
   const rng = new Rng(opts.search.seed);
   const memorySizes = opts.memoryWindowSizes ?? [8, 7, 6, 5];
   for (const size of [...memorySizes, ...opts.windowSizes]) {
@@ -174,7 +176,16 @@ export async function optimizeSection(
       consts[start]!.forEach((v, r) => {
         if (v !== undefined && r < 10) { pre.regs![r] = { kind: 'scalar', value: v }; known.push([r, v]); }
       });
-      const withKnown = (s: ReturnType<typeof randomInput>) => { for (const [r, v] of known) s.regs[r] = v; return s; };
+      // ... and registers whose high bits are known to be zero (after narrow loads, masks, zero-extensions)
+      const masks: [number, bigint][] = [];
+      nonzero[start]!.forEach((m, r) => {
+        if (r < 10 && m !== ALL_BITS && pre.regs![r] === undefined) { pre.regs![r] = { kind: 'scalar', umax: m, tnum: { value: 0n, mask: m } }; masks.push([r, m]); }
+      });
+      const withKnown = (s: ReturnType<typeof randomInput>) => {
+        for (const [r, v] of known) s.regs[r] = v;
+        for (const [r, m] of masks) s.regs[r] = s.regs[r]! & m;
+        return s;
+      };
       const tests: TestCase[] = [];
       for (let k = 0; k < opts.tests; k++) {
         const t = makeTest(window, withKnown(randomInput(rng)));
@@ -204,6 +215,7 @@ export async function optimizeSection(
           succ = successors(sec);
           ends = blockEnds(sec);
           consts = constantsIn(sec);
+          nonzero = nonzeroBitsIn(sec);
           start = Math.max(-1, start - size); // earlier windows may simplify now
           break;
         }
