@@ -45,6 +45,8 @@ export interface MachineOptions {
   maxSteps: number;
   /** Merge states at join points (default true). */
   merge?: boolean;
+  /** performance.now() after which symbolic execution gives up (answer null): bounds the encoding's time. */
+  deadline?: number;
 }
 
 interface WorkItem {
@@ -689,6 +691,7 @@ export class Machine {
       }
       first = false;
       if (++st.steps > this.opts.maxSteps) throw new Unsupported(`a path is longer than ${this.opts.maxSteps} instructions (loop?)`);
+      if ((st.steps & 255) === 0 && this.opts.deadline !== undefined && performance.now() > this.opts.deadline) throw new Unsupported('encoding time budget exhausted');
       if (idx >= insns.length) {
         if (!this.env.whole && st.frames.length === 0) {
           ends.push({ pc: st.pc, kind: 'leave', label: FALLTHROUGH, state: st });

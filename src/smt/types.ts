@@ -45,7 +45,7 @@ export interface Speedups {
   mapTypes?: boolean;
   /** Offset concretization: constant offsets as plain bytes, no array terms (default true). */
   offsets?: boolean;
-  /** Whole programs: check only the differing windows when the programs differ in straight-line code (default true). */
+  /** Whole programs: check only the differing windows when the programs differ in straight-line code, or pair their control-flow graphs instruction by instruction (bisimulation) when the layout differs (default true). */
   modular?: boolean;
   /** Cache results by canonical form (default true). */
   cache?: boolean;

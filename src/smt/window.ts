@@ -88,8 +88,11 @@ function mapNamed(M: Machine, name: string): MapInfo {
   return m;
 }
 
+/** Symbolic execution may take up to 4× the solver timeout (default 2 s → 8 s) before the answer is null. */
+export const encodeDeadline = (o: CheckOptions): number => performance.now() + 4 * (o.timeoutMs ?? 2000);
+
 function machineOptions(o: CheckOptions, memTypes: boolean): MachineOptions {
-  return { memTypes, mapTypes: o.mapTypes ?? true, offsets: o.offsets ?? true, maxPaths: o.maxPaths ?? 4096, maxSteps: o.maxSteps ?? 100000 };
+  return { memTypes, mapTypes: o.mapTypes ?? true, offsets: o.offsets ?? true, maxPaths: o.maxPaths ?? 4096, maxSteps: o.maxSteps ?? 100000, deadline: encodeDeadline(o) };
 }
 
 interface Encoded {

@@ -6,7 +6,9 @@ import type { Insn } from '../isa/index.js';
 import { CLASS, LD_IMM64, MODE, SIZE, opClass, slotsOf } from '../isa/index.js';
 import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn } from '../ir/index.js';
-import { checkWindow, type Counterexample, type WindowPre } from '../smt/index.js';
+import { checkWindow, checkPrograms, type Counterexample, type WindowPre } from '../smt/index.js';
+import { programCode } from '../ir/index.js';
+import { applyTailMerge, findTailMerge } from './tailmerge.js';
 import { makeTest, perfCost, randomInput, type TestCase } from './cost.js';
 import { STACK_SIZE, cloneState } from './eval.js';
 import { Rng } from './rng.js';
@@ -20,7 +22,8 @@ export interface SynthOptions {
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
   memoryWindowSizes?: number[]; // larger windows, searched only for load merges (default [8, 7, 6, 5])
-  constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
+  constantStores?: boolean;
+  tailMerge?: boolean; // merge identical tails of blocks (default on); each merge proven on whole programs // turn stores of known-constant registers into store-immediates (default on)
 }
 
 export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2, 1], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };
@@ -227,7 +230,40 @@ export async function optimizeSection(
       }
     }
   }
+  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0);
   return { obj: withSection(sec), stats };
+}
+
+/**
+ * Merges identical block tails one at a time while it saves at least two slots; each merge must be
+ * proven equivalent for every program that runs this section, then pass the gate.
+ */
+async function tailMerges(obj: BpfObject, secIndex: number, sec: CodeSection, gate: (candidate: BpfObject) => boolean, opts: SynthOptions, stats: SectionStats, t0: number): Promise<CodeSection> {
+  const withSection = (s: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((x, k) => (k === secIndex ? s : x)) });
+  const users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === sec.name));
+  if (!users.length) return sec; // code no program runs: nothing to prove it against
+  const tried = new Set<string>();
+  for (;;) {
+    if (Date.now() - t0 > opts.budgetMs) return sec;
+    const m = findTailMerge(sec, 2, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
+    if (!m) return sec;
+    tried.add(`${m.start}/${m.keep}/${m.length}`);
+    const next = applyTailMerge(sec, m);
+    const before = withSection(sec), after = withSection(next);
+    stats.proposals++;
+    let proven = true;
+    for (const p of users) {
+      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs });
+      stats.smtMs.push(r.ms);
+      if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
+    }
+    if (!proven) continue;
+    stats.proven++;
+    if (!gate(after)) { stats.gateRejected++; continue; }
+    stats.rewrites++;
+    sec = next;
+    tried.clear();
+  }
 }
 
 export const sectionSlots = (sec: CodeSection): number => sec.insns.reduce((n, i) => n + slotsOf(i), 0);
