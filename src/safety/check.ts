@@ -12,7 +12,7 @@ import {
 } from './scalar.js';
 import {
   NOT_INIT, RT, RT_NAME, SB, UNKNOWN_REG, ZERO_REG, cloneState, cur, isPtr, mapAllRegs, newFrame, ptrReg,
-  scalarReg, subsumes, type Frame, type Reg, type Slot, type State,
+  scalarReg, slotMarked, slotRead, subsumes, type Frame, type Precision, type Reg, type Slot, type State,
 } from './state.js';
 import { ctxAccess, ldAbsAllowed, pktAccessAllowed, returnRange, supportedProgType } from './ctx.js';
 import { helperFor, mapAllowedFor, type ArgKind } from './helpers.js';
@@ -34,6 +34,8 @@ export interface CheckOptions {
   checkpointGap?: number;
   /** Forget dead registers at pruning points (default true; off when states are recorded for reuse). */
   liveness?: boolean;
+  /** Precision tracking: prune ignoring scalars no path relied on (default true, as the kernel). */
+  precision?: boolean;
 }
 
 export interface CheckStats {
@@ -59,19 +61,48 @@ const CMP_OPS: Record<number, CmpOp> = {
   [JMP.JSGE]: 'sge', [JMP.JLT]: 'lt', [JMP.JLE]: 'le', [JMP.JSLT]: 'slt', [JMP.JSLE]: 'sle',
 };
 
+/** Per-program results of the static passes (programs are immutable once linked). */
+const LIVE_CACHE = new WeakMap<SafetyProgram, Uint16Array>();
+const FN_AT_CACHE = new WeakMap<SafetyProgram, Int32Array>();
+const CFG_CACHE = new WeakMap<SafetyProgram, { prunePoint: Uint8Array; loopHead: Uint8Array } | Unsafe>();
+
 interface Checkpoint {
   state: State;
   parent: Checkpoint | null;
   branches: number;
   done: boolean;
+  /** Instructions the path processed from `parent` to this state (see Trail); null if not kept. */
+  trail: number[] | null;
+  prec: Precision;
 }
+
+/**
+ * Trail entries: `pc * TRAIL_PC + note` for each processed instruction, where note is 0 or, for
+ * an access to a stack slot, 1 + frame * 64 + slot (the kernel's jump history with stack flags).
+ */
+const TRAIL_PC = 1024;
+/** Longer trails are dropped: the states before them then count as exact (all scalars precise). */
+const MAX_TRAIL = 4096;
 
 interface Path {
   state: State;
   pc: number;
   cp: Checkpoint | null;
   since?: number; // instructions processed since the path's last stored state
+  trail?: number[] | null;
 }
+
+const newPrecision = (st: State): Precision => ({
+  exact: false, regs: new Array<number>(st.frames.length).fill(0), slots: new Array<number>(2 * st.frames.length).fill(0),
+  read: new Array<number>(2 * st.frames.length).fill(0),
+});
+
+/** Registers and stack slots, per frame, whose values are being traced back (the kernel's backtrack_state). */
+interface Backtrack { regs: number[]; slots: number[] }
+const btEmpty = (bt: Backtrack): boolean => bt.regs.every((m) => m === 0) && bt.slots.every((m) => m === 0);
+
+let debugPrune: ((pc: number, olds: [State, Precision][], cur: State) => void) | null = null;
+export const setDebugPrune = (f: typeof debugPrune): void => { debugPrune = f; };
 
 /** Outcome of one instruction on one path. */
 type Step = { next: number } | { fork: [Path, Path] } | { end: true };
@@ -120,18 +151,35 @@ export class Checker {
     const n = prog.insns.length;
     this.prunePoint = new Uint8Array(n);
     this.loopHead = new Uint8Array(n);
-    this.fnAt = new Int32Array(n).fill(-1);
-    prog.funcs.forEach((f, k) => { for (let i = f.start; i < f.end; i++) this.fnAt[i] = k; });
+    let fnAt = FN_AT_CACHE.get(prog);
+    if (!fnAt) {
+      fnAt = new Int32Array(n).fill(-1);
+      prog.funcs.forEach((f, k) => { for (let i = f.start; i < f.end; i++) fnAt![i] = k; });
+      FN_AT_CACHE.set(prog, fnAt);
+    }
+    this.fnAt = fnAt;
     this.depth = prog.funcs.map(() => 0);
     this.useLiveness = opts.liveness ?? true;
     this.gap = opts.checkpointGap ?? 0;
+    this.usePrecision = opts.precision ?? true;
   }
 
   private readonly useLiveness: boolean;
   private readonly gap: number;
+  private readonly usePrecision: boolean;
+  /** The current path's trail and last checkpoint (for precision marking during `step`). */
+  private trail: number[] | null = null;
+  private cp: Checkpoint | null = null;
+  private note = 0;
+  private zeroStore = false;
 
   private liveCache: Uint16Array | null = null;
-  private get live(): Uint16Array { return (this.liveCache ??= liveness(this.prog)); }
+  private get live(): Uint16Array {
+    if (this.liveCache) return this.liveCache;
+    let l = LIVE_CACHE.get(this.prog);
+    if (!l) { l = liveness(this.prog); LIVE_CACHE.set(this.prog, l); }
+    return (this.liveCache = l);
+  }
 
   /** Forgets registers no path from here reads (in place). */
   private forgetDead(st: State, pc: number): void {
@@ -152,6 +200,19 @@ export class Checker {
 
   /** Structural checks; throws Unsafe. */
   checkCfg(): void {
+    const cached = CFG_CACHE.get(this.prog);
+    if (cached instanceof Unsafe) throw cached;
+    if (cached) { this.prunePoint = cached.prunePoint; this.loopHead = cached.loopHead; return; } // shared, read-only
+    try {
+      this.checkCfgUncached();
+    } catch (e) {
+      if (e instanceof Unsafe) CFG_CACHE.set(this.prog, e);
+      throw e;
+    }
+    CFG_CACHE.set(this.prog, { prunePoint: this.prunePoint, loopHead: this.loopHead });
+  }
+
+  private checkCfgUncached(): void {
     const { insns, funcs } = this.prog;
     for (const p of this.prog.problems) throw new Unsafe(p.why, p.insn);
     if (!supportedProgType(this.prog.progType)) throw new Unsafe(`program type ${this.prog.progType} is not modelled`, null);
@@ -270,6 +331,7 @@ export class Checker {
       const path = pending.pop()!;
       let { state, pc: at, cp } = path;
       let since = path.since ?? 0;
+      let trail: number[] | null = path.trail === undefined ? [] : path.trail;
       for (;;) {
         since++;
         this.pc = at;
@@ -280,7 +342,17 @@ export class Checker {
           if (this.useLiveness) this.forgetDead(state, at);
           const list = this.explored.get(at);
           let pruned = false;
-          if (list) for (const c of list) if (c.done && subsumes(c.state, state)) { pruned = true; break; }
+          if (list) {
+            for (const c of list) {
+              if (c.done && subsumes(c.state, state, this.usePrecision ? c.prec : null)) {
+                // The pruned path relies on what the old state's paths relied on (propagate_precision).
+                if (this.usePrecision) this.propagatePrecision(c, state, trail, cp);
+                pruned = true;
+                break;
+              }
+            }
+          }
+          if (!pruned && list && debugPrune) debugPrune(at, list.filter((c) => c.done).map((c) => [c.state, c.prec]), state);
           if (pruned) { this.stats.pruned++; finish(cp); break; }
           const l = list ?? [];
           if (!list) this.explored.set(at, l);
@@ -288,19 +360,28 @@ export class Checker {
           // the last one on this path, and always at loop heads.
           if (l.length < MAX_STATES_PER_INSN && (since >= this.gap || this.loopHead[at])) {
             since = 0;
-            const c: Checkpoint = { state: cloneState(state), parent: cp, branches: 1, done: false };
+            const c: Checkpoint = { state: cloneState(state), parent: cp, branches: 1, done: false, trail, prec: newPrecision(state) };
             l.push(c);
             this.stats.states++;
             cp = c;
+            trail = [];
           }
         }
+        this.trail = trail;
+        this.cp = cp;
+        this.note = 0;
         const r = this.step(state, at);
+        if (trail) {
+          if (trail.length >= MAX_TRAIL) trail = null;
+          else trail.push(at * TRAIL_PC + this.note);
+        }
         if ('next' in r) { at = r.next; continue; }
         if ('end' in r) { finish(cp); break; }
         const [a, b] = r.fork;
         a.cp = cp;
         b.cp = cp;
         b.since = since;
+        b.trail = trail ? trail.slice() : null;
         if (cp) cp.branches++;
         pending.push(b);
         if (pending.length > this.maxPending) this.fail(`the sequence of ${pending.length} jumps is too complex`);
@@ -308,6 +389,193 @@ export class Checker {
         at = a.pc;
       }
     }
+    this.trail = null;
+    this.cp = null;
+  }
+
+  // ---- precision tracking (mark_chain_precision, backtrack_insn, propagate_precision) ----
+
+  /** The values of registers `regs` of the current frame decide something: mark them precise back along the path. */
+  private markPrecise(st: State, ...regs: number[]): void {
+    if (!this.usePrecision) return;
+    const n = st.frames.length;
+    const bt: Backtrack = { regs: new Array<number>(n).fill(0), slots: new Array<number>(2 * n).fill(0) };
+    for (const r of regs) if (r < 10) bt.regs[n - 1]! |= 1 << r;
+    this.backtrack(bt, n - 1, this.trail, this.cp);
+  }
+
+  /** A path pruned against `old` relies on the scalars `old` relied on: mark them along the path. */
+  private propagatePrecision(old: Checkpoint, cs: State, trail: number[] | null, cp: Checkpoint | null): void {
+    const n = cs.frames.length;
+    const bt: Backtrack = { regs: new Array<number>(n).fill(0), slots: new Array<number>(2 * n).fill(0) };
+    const p = old.prec;
+    old.state.frames.forEach((fr, f) => {
+      for (let r = 0; r < 10; r++) {
+        const reg = fr.regs[r]!;
+        if (reg.t !== RT.SCALAR) continue;
+        if (p.exact || (p.regs[f]! & (1 << r)) || (reg.id && p.ids?.has(reg.id))) bt.regs[f]! |= 1 << r;
+      }
+      fr.stack.forEach((sl, k) => {
+        if (!sl?.spill || sl.spill.t !== RT.SCALAR) return;
+        if (p.exact || slotMarked(p, f, k) || (sl.spill.id && p.ids?.has(sl.spill.id))) bt.slots[2 * f + (k >> 5)]! |= 1 << (k & 31);
+      });
+    });
+    if (!btEmpty(bt)) this.backtrack(bt, n - 1, trail, cp);
+    // ... and read what its paths read (propagate_liveness).
+    old.state.frames.forEach((fr, f) => {
+      for (let k = 0; k < fr.stack.length; k++) if (fr.stack[k] && (p.exact || slotRead(p, f, k))) this.markStackRead(f, k, trail, cp);
+    });
+  }
+
+  /** Stack slot `k` of frame `f` is read: every stored state since its last full write depends on it (mark_reg_read). */
+  private markStackRead(f: number, k: number, trail: number[] | null = this.trail, cp: Checkpoint | null = this.cp): void {
+    const insns = this.prog.insns;
+    const note = 1 + f * 64 + k;
+    const w = k >> 5, bit = 1 << (k & 31);
+    for (;;) {
+      if (!trail) { Checker.markExact(cp); return; }
+      for (let i = trail.length - 1; i >= 0; i--) {
+        const e = trail[i]!;
+        if (e % TRAIL_PC !== note) continue;
+        const insn = insns[Math.floor(e / TRAIL_PC)]!;
+        const cls = opClass(insn.code);
+        // A full 8-byte store (not an atomic) hides the older contents.
+        if ((cls === CLASS.ST || (cls === CLASS.STX && memMode(insn.code) === MODE.MEM)) && sizeBytes(insn.code) === 8) return;
+      }
+      if (!cp) return;
+      const p = cp.prec;
+      if (p.exact || f >= cp.state.frames.length || p.read[2 * f + w]! & bit) return;
+      p.read[2 * f + w]! |= bit;
+      trail = cp.trail;
+      cp = cp.parent;
+    }
+  }
+
+  private static markExact(cp: Checkpoint | null): void {
+    for (let c = cp; c && !c.prec.exact; c = c.parent) c.prec.exact = true;
+  }
+
+  /** Walks the path backwards from its current point, marking what `bt` depends on in each stored state. */
+  private backtrack(bt: Backtrack, depth: number, trail: number[] | null, cp: Checkpoint | null): void {
+    for (;;) {
+      if (!trail) { Checker.markExact(cp); return; }
+      for (let i = trail.length - 1; i >= 0; i--) {
+        depth = this.backtrackInsn(bt, depth, trail[i]!);
+        if (depth < 0) { Checker.markExact(cp); return; }
+        if (btEmpty(bt)) return;
+      }
+      if (!cp) return;
+      const p = cp.prec;
+      if (p.exact) return;
+      const frames = cp.state.frames;
+      if (frames.length !== depth + 1) { Checker.markExact(cp); return; }
+      for (let f = 0; f <= depth; f++) {
+        let m = bt.regs[f]!;
+        for (let r = 0; m && r < 11; r++) {
+          if (!(m & (1 << r))) continue;
+          // Already precise: its history was marked when it became so. Not a scalar: compared exactly anyway.
+          if (frames[f]!.regs[r]!.t !== RT.SCALAR || p.regs[f]! & (1 << r)) m &= ~(1 << r);
+          else p.regs[f]! |= 1 << r;
+        }
+        bt.regs[f] = m;
+        for (let h = 0; h < 2; h++) {
+          let sm = bt.slots[2 * f + h]!;
+          for (let b = 0; sm && b < 32; b++) {
+            if (!((sm >>> b) & 1)) continue;
+            const sl = frames[f]!.stack[h * 32 + b];
+            if (!sl?.spill || sl.spill.t !== RT.SCALAR || (p.slots[2 * f + h]! >>> b) & 1) sm &= ~(1 << b);
+            else p.slots[2 * f + h]! |= 1 << b;
+          }
+          bt.slots[2 * f + h] = sm;
+        }
+      }
+      if (btEmpty(bt)) return;
+      trail = cp.trail;
+      cp = cp.parent;
+    }
+  }
+
+  /** backtrack_insn: what the values in `bt` after trail entry `e` depend on before it. Returns the frame depth before it, -1 if lost. */
+  private backtrackInsn(bt: Backtrack, depth: number, e: number): number {
+    const pc = Math.floor(e / TRAIL_PC);
+    const note = e % TRAIL_PC;
+    const insn = this.prog.insns[pc]!;
+    const cls = opClass(insn.code);
+    const R = bt.regs;
+    const has = (r: number) => r < 11 && ((R[depth]! >> r) & 1) === 1;
+    const set = (r: number) => { if (r < 10) R[depth]! |= 1 << r; };
+    const clr = (r: number) => { if (r < 11) R[depth]! &= ~(1 << r); };
+    const sf = note ? (note - 1) >> 6 : -1, sk = note ? (note - 1) & 63 : -1;
+    const slotIdx = 2 * sf + (sk >> 5), slotBit = 1 << (sk & 31);
+    const slotSet = () => sf >= 0 && sf < R.length && (bt.slots[slotIdx]! & slotBit) !== 0;
+    switch (cls) {
+      case CLASS.ALU:
+      case CLASS.ALU64: {
+        const op = aluOp(insn.code);
+        const x = srcBit(insn.code) === SRC_X;
+        if (op === ALU.MOV) {
+          if (!has(insn.dst)) break;
+          clr(insn.dst);
+          if (x) set(insn.src);
+        } else if (op !== ALU.END && op !== ALU.NEG && x && has(insn.dst)) set(insn.src);
+        break;
+      }
+      case CLASS.LDX:
+        if (!has(insn.dst)) break;
+        clr(insn.dst);
+        if (sf >= 0 && sf < R.length) bt.slots[slotIdx]! |= slotBit;
+        break;
+      case CLASS.ST:
+      case CLASS.STX:
+        if (cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC) {
+          // Results of atomics are unknown values: nothing before them decides them.
+          if (slotSet()) bt.slots[slotIdx]! &= ~slotBit;
+          if (insn.imm === ATOMIC.CMPXCHG) clr(0);
+          else if (insn.imm & ATOMIC.FETCH) clr(insn.src);
+          break;
+        }
+        if (!slotSet()) break;
+        bt.slots[slotIdx]! &= ~slotBit;
+        if (cls === CLASS.STX) set(insn.src);
+        break;
+      case CLASS.LD:
+        if (insn.code === LD_IMM64) clr(insn.dst);
+        else for (let r = 0; r <= 5; r++) clr(r);
+        break;
+      case CLASS.JMP:
+      case CLASS.JMP32: {
+        const op = jmpOp(insn.code);
+        if (op === JMP.EXIT) {
+          // Returned from a callee into this frame: going back, enter the callee.
+          const r0 = has(0);
+          for (let r = 0; r <= 5; r++) clr(r);
+          depth++;
+          while (R.length <= depth) { R.push(0); bt.slots.push(0, 0); }
+          R[depth] = r0 ? 1 : 0;
+          bt.slots[2 * depth] = 0;
+          bt.slots[2 * depth + 1] = 0;
+          break;
+        }
+        if (op === JMP.CALL) {
+          const fn = insn.src === CALL_PSEUDO ? this.fnAt[insn.tgt] ?? -1 : -1;
+          if (fn >= 0 && !this.prog.funcs[fn]!.global) {
+            // Back out of the callee's frame into the caller's: arguments were the caller's R1-R5.
+            const args = R[depth]! & 0b111110;
+            R[depth] = 0;
+            bt.slots[2 * depth] = 0;
+            bt.slots[2 * depth + 1] = 0;
+            depth--;
+            if (depth < 0) return -1;
+            R[depth]! |= args;
+          } else for (let r = 0; r <= 5; r++) clr(r);
+          break;
+        }
+        if (op === JMP.JA) break;
+        if (srcBit(insn.code) === SRC_X && (has(insn.dst) || has(insn.src))) { set(insn.dst); set(insn.src); }
+        break;
+      }
+    }
+    return depth;
   }
 
   // ---- one instruction ----
@@ -323,7 +591,9 @@ export class Checker {
       const cv = insn.coreVal;
       if (!cv.resolves) this.fail(cv.why);
       const aluK = (cls === CLASS.ALU || cls === CLASS.ALU64) && srcBit(insn.code) !== SRC_X && aluOp(insn.code) !== ALU.END && aluOp(insn.code) !== ALU.NEG;
-      if (!aluK && insn.code !== LD_IMM64) this.fail('CO-RE relocation on this instruction is not modelled');
+      const mem = cls === CLASS.LDX || cls === CLASS.ST || cls === CLASS.STX;
+      // Loads and stores carry the patched offset already (program.ts); other kinds are not modelled there.
+      if (!aluK && insn.code !== LD_IMM64 && !(mem && cv.memOff !== undefined)) this.fail('CO-RE relocation on this instruction is not modelled');
     }
     switch (cls) {
       case CLASS.ALU:
@@ -428,6 +698,9 @@ export class Checker {
         if (op === ALU.SUB) { this.writeReg(st, insn.dst, UNKNOWN_REG); return; }
         this.fail(`R${insn.dst} 32-bit pointer arithmetic prohibited`);
       }
+      // The scalar operand's value becomes part of the pointer: it must be precise.
+      if (src && !isPtr(src)) this.markPrecise(st, insn.src);
+      else if (src && !isPtr(dst)) this.markPrecise(st, insn.dst);
       this.writeReg(st, insn.dst, this.ptrAlu(insn, op, dst, src));
       return;
     }
@@ -508,7 +781,10 @@ export class Checker {
     if (mode !== MODE.MEM || insn.imm !== 0) this.fail('BPF_STX uses reserved fields');
     const val = this.readReg(st, insn.src);
     const ptr = this.readReg(st, insn.dst);
+    this.zeroStore = false;
     this.access(st, insn.dst, ptr, insn.off, size, 'write', val);
+    // Stack bytes recorded as zero depend on the stored value being exactly zero.
+    if (this.zeroStore) this.markPrecise(st, insn.src);
   }
 
   private atomic(st: State, insn: SafetyInsn, size: number): void {
@@ -560,7 +836,18 @@ export class Checker {
       case RT.MAP_VALUE: {
         if (write && ptr.map!.rdonly) this.fail(`write into map forbidden, value_size=${ptr.map!.valueSize} off=${off} size=${size}`);
         this.regionRange(regno, ptr, off, size, ptr.map!.valueSize, 'map value');
-        return write ? NOT_INIT : scalarReg(unknownOfSize(size));
+        if (write) return NOT_INIT;
+        // Loads at a known offset of a frozen read-only map give its contents (bpf_map_direct_read).
+        const fz = ptr.map!.frozen;
+        if (fz && isConst(ptr.s)) {
+          const o = Number(BigInt.asIntN(64, constValue(ptr.s))) + ptr.off + off;
+          if (o >= 0 && o + size <= fz.length) {
+            let v = 0n;
+            for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(fz[o + i]!);
+            return scalarReg(scalarConst(v));
+          }
+        }
+        return scalarReg(unknownOfSize(size));
       }
       case RT.MEM: {
         this.regionRange(regno, ptr, off, size, ptr.range, 'memory');
@@ -607,10 +894,14 @@ export class Checker {
     this.noteDepth(st, ptr.frame, o);
     const k = (-o - 1) >> 3;
     const at = (o + 512) & 7;
+    this.note = 1 + ptr.frame * 64 + k;
     if (write) {
       if (val && isPtr(val) && size !== 8) this.fail('invalid size of register spill');
       if (size === 8 && val && (isPtr(val) || val.t === RT.SCALAR)) {
-        if (val.t === RT.SCALAR && isConst(val.s) && constValue(val.s) === 0n && !val.id) frame.stack[k] = { b: [2, 2, 2, 2, 2, 2, 2, 2], spill: null };
+        if (val.t === RT.SCALAR && isConst(val.s) && constValue(val.s) === 0n && !val.id) {
+          frame.stack[k] = { b: [2, 2, 2, 2, 2, 2, 2, 2], spill: null };
+          this.zeroStore = true;
+        }
         else frame.stack[k] = { b: [3, 3, 3, 3, 3, 3, 3, 3], spill: val };
         return NOT_INIT;
       }
@@ -618,10 +909,12 @@ export class Checker {
       const b = old ? old.b.map((x) => (x === SB.SPILL ? SB.MISC : x)) : [0, 0, 0, 0, 0, 0, 0, 0];
       const zero = !val || (val.t === RT.SCALAR && isConst(val.s) && constValue(val.s) === 0n);
       for (let i = at; i < at + size; i++) b[i] = zero && val ? SB.ZERO : SB.MISC;
+      if (zero && val) this.zeroStore = true;
       frame.stack[k] = { b, spill: null };
       return NOT_INIT;
     }
     const sl = frame.stack[k];
+    this.markStackRead(ptr.frame, k);
     if (!sl) this.fail(`invalid read from stack off ${o}+0 size ${size}`);
     let spills = 0, zeros = 0;
     for (let i = at; i < at + size; i++) {
@@ -706,6 +999,8 @@ export class Checker {
     const taken = () => ({ state: st, pc: insn.tgt, cp: null });
     if (a.t === RT.SCALAR && b.t === RT.SCALAR) {
       const t = branchTaken(cmp, a.s, b.s, is32);
+      // A decided branch depends on the operands' values (check_cond_jmp_op).
+      if (t !== -1) { if (x) this.markPrecise(st, insn.dst, insn.src); else this.markPrecise(st, insn.dst); }
       if (t === 1) return { next: insn.tgt };
       if (t === 0) return { next: pc + 1 };
       const other = cloneState(st);
@@ -719,6 +1014,7 @@ export class Checker {
     const isZero = (r: Reg) => r.t === RT.SCALAR && isConst(r.s) && constValue(r.s) === 0n;
     if ((cmp === 'eq' || cmp === 'ne') && ((a.nul && isZero(b)) || (b.nul && isZero(a)))) {
       const p = a.nul ? a : b;
+      if (x) this.markPrecise(st, a.nul ? insn.src : insn.dst);
       const other = cloneState(st);
       // On the jump edge of `== 0` the pointer is NULL; of `!= 0` it is not.
       this.markNull(other, p.id, cmp === 'eq');
@@ -828,7 +1124,7 @@ export class Checker {
           if (reg.t !== RT.CTX || reg.off !== 0 || !isConst(reg.s) || constValue(reg.s) !== 0n) this.fail(`R${r} is not an unmodified ctx pointer`);
           break;
         case 'mem':
-          if (reg.t === RT.SCALAR && isConst(reg.s) && constValue(reg.s) === 0n && a.nullable) break;
+          if (reg.t === RT.SCALAR && isConst(reg.s) && constValue(reg.s) === 0n && a.nullable) { this.markPrecise(st, r); break; }
           this.helperMem(st, r, reg, BigInt(a.size), BigInt(a.size), 'read');
           this.helperMem(st, r, reg, BigInt(a.size), BigInt(a.size), 'write');
           break;
@@ -868,6 +1164,7 @@ export class Checker {
     // Privileged programs may return a pointer when the type has no return range; global
     // functions and ranged types need a scalar.
     if (r0.t !== RT.SCALAR && (globalFn || range)) this.fail(`At program exit the register R0 is not a scalar value (${RT_NAME[r0.t]})`);
+    if (range) this.markPrecise(st, 0);
     if (range && (r0.s.smin < range[0] || r0.s.smax > range[1])) {
       this.fail(`At program exit the register R0 has smin=${r0.s.smin} smax=${r0.s.smax} should have been in [${range[0]}, ${range[1]}]`);
     }
@@ -897,7 +1194,7 @@ export class Checker {
           break;
         case 'ctx_or_null':
         case 'ctx':
-          if (kind === 'ctx_or_null' && reg.t === RT.SCALAR && isConst(reg.s) && constValue(reg.s) === 0n) break;
+          if (kind === 'ctx_or_null' && reg.t === RT.SCALAR && isConst(reg.s) && constValue(reg.s) === 0n) { this.markPrecise(st, r); break; }
           if (reg.t !== RT.CTX) this.fail(`R${r} type=${RT_NAME[reg.t]} expected=ctx`);
           if (reg.off !== 0 || !isConst(reg.s) || constValue(reg.s) !== 0n) this.fail(`dereference of modified ctx ptr R${r} off=${reg.off} disallowed`);
           break;
@@ -918,12 +1215,14 @@ export class Checker {
           const sizeKind = args[k + 1];
           const sreg = this.readReg(st, r + 1);
           if (sreg.t !== RT.SCALAR) this.fail(`R${r + 1} type=${RT_NAME[sreg.t]} expected=scalar`);
+          this.markPrecise(st, r + 1);
           const s = sreg.s;
           if (s.smin < 0n) this.fail(`R${r + 1} min value is negative, either use unsigned or 'var &= const'`);
           if (s.umax >= BPF_MAX_VAR_SIZ) this.fail(`R${r + 1} unbounded memory access, use 'var &= const' or 'if (var < const)'`);
           if (sizeKind === 'size' && s.umin === 0n) this.fail(`R${r + 1} invalid zero-sized read`);
           if (sizeKind !== 'size' && sizeKind !== 'size_or_zero') this.fail('helper prototype without a size argument');
           if (kind === 'mem_or_null' && reg.t === RT.SCALAR && isConst(reg.s) && constValue(reg.s) === 0n) {
+            this.markPrecise(st, r);
             if (!(isConst(s) && constValue(s) === 0n)) this.fail(`R${r} NULL memory with a non-zero size`);
           } else {
             const w = kind === 'uninit_mem' ? 'write' : 'read';
@@ -937,6 +1236,7 @@ export class Checker {
         case 'size_or_zero':
           this.fail('size argument without memory');
         case 'alloc_size':
+          this.markPrecise(st, r);
           if (reg.t !== RT.SCALAR || !isConst(reg.s)) this.fail(`R${r} is not a known constant`);
           allocSize = Number(constValue(reg.s));
           break;
@@ -994,6 +1294,7 @@ export class Checker {
         if (!frame) this.fail('stack pointer into a returned frame');
         this.noteDepth(st, reg.frame, o);
         if (!write) {
+          for (let k = (-o - 1) >> 3; k >= (-(o + n - 1) - 1) >> 3; k--) this.markStackRead(reg.frame, k);
           for (let i = o; i < o + n; i++) {
             const sl = frame.stack[(-i - 1) >> 3];
             if (!sl || sl.b[(i + 512) & 7] === SB.INVALID) this.fail(`invalid indirect read from stack R${r} off ${o}+${i - o} size ${n}`);
@@ -1072,10 +1373,11 @@ export class Checker {
     return m;
   }
   seedExplored(states: Map<number, State[]>): void {
+    const exact: Precision = { exact: true, regs: [], slots: [], read: [] };
     for (const [pc, list] of states) {
       if (!this.prunePoint[pc]) continue;
       const l = this.explored.get(pc) ?? [];
-      for (const st of list) l.push({ state: st, parent: null, branches: 0, done: true });
+      for (const st of list) l.push({ state: st, parent: null, branches: 0, done: true, trail: null, prec: exact });
       this.explored.set(pc, l);
     }
   }

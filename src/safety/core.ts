@@ -5,7 +5,7 @@
 // that the target exists in /sys/kernel/btf/vmlinux (matched by names, the way libbpf matches
 // candidates; anything unusual counts as missing).
 import { existsSync, readFileSync } from 'node:fs';
-import { BTF_KIND, parseBtf, skipModifiers, type Btf, type BtfType } from '../elf/btf.js';
+import { BTF_KIND, parseBtf, skipModifiers, typeSize, type Btf, type BtfType } from '../elf/btf.js';
 import type { CoreRelo } from '../ir/types.js';
 import { U32 } from './scalar.js';
 
@@ -20,6 +20,16 @@ export interface CoreValue {
   lo: bigint; // range of the patched value
   hi: bigint;
   why: string;
+  /** Field byte offsets: the exact offset in the running kernel's type (patched into loads and stores). */
+  memOff?: number;
+  /** ... and the field's offset in the object's own type (libbpf refuses a load or store whose offset differs). */
+  localOff?: number;
+}
+
+/** The instruction as libbpf patches it (relocated loads and stores get the kernel's field offset), or null if libbpf would refuse it. */
+export function patchedMemOffset(insnOff: number, cv: CoreValue): number | null {
+  if (cv.memOff === undefined || cv.localOff !== insnOff) return null;
+  return cv.memOff;
 }
 
 interface Target { btf: Btf; byName: Map<string, BtfType[]> }
@@ -85,6 +95,93 @@ function fieldResolves(local: Btf, rootId: number, spec: number[], tgt: Target):
   });
 }
 
+/** Field types libbpf's compatibility check could accept together (ints and enums; same other kinds). */
+const kindClass = (t: BtfType | undefined): number =>
+  !t ? -1 : t.kind === BTF_KIND.ENUM || t.kind === BTF_KIND.ENUM64 ? BTF_KIND.INT : t.kind;
+
+/** A named member of `t`, looked up through anonymous struct/union members as libbpf does. */
+function findMember(btf: Btf, t: BtfType, name: string, depth = 0): { bits: number; bitfield: boolean; type: number } | null {
+  if (depth > 8) return null;
+  for (const m of t.members) {
+    const bits = t.kindFlag ? m.offset & 0xffffff : m.offset;
+    const bitfield = t.kindFlag && m.offset >>> 24 !== 0;
+    if (m.name === name) return { bits, bitfield, type: m.type };
+    if (!m.name) {
+      const inner = skipModifiers(btf, m.type);
+      if (!composite(inner)) continue;
+      const r = findMember(btf, inner!, name, depth + 1);
+      if (r) return { bits: bits + r.bits, bitfield: r.bitfield, type: r.type };
+    }
+  }
+  return null;
+}
+
+/**
+ * Byte offset and size of the field at access path `spec` of local type `rootId`, in the running
+ * kernel's same-named type: what libbpf patches into a relocated load or store. Null when the
+ * field is missing, a bitfield, or candidates disagree (libbpf fails on ambiguity too).
+ */
+function targetField(local: Btf, rootId: number, spec: number[], tgt: Target): { off: number; size: number; localSize: number; localOff: number } | null {
+  const root = skipModifiers(local, rootId);
+  if (!root || !root.name || !composite(root) || spec[0] !== 0) return null;
+  const path: ({ member: string } | { index: number })[] = [];
+  let cur: BtfType | undefined = root;
+  let curId = rootId;
+  let localBits = 0;
+  for (const idx of spec.slice(1)) {
+    if (!cur) return null;
+    if (composite(cur)) {
+      const m: BtfType['members'][number] | undefined = cur.members[idx];
+      if (!m) return null;
+      if (cur.kindFlag && m.offset >>> 24 !== 0) return null; // bitfield
+      localBits += cur.kindFlag ? m.offset & 0xffffff : m.offset;
+      if (m.name) path.push({ member: m.name });
+      curId = m.type;
+      cur = skipModifiers(local, m.type);
+    } else if (cur.kind === BTF_KIND.ARRAY) {
+      path.push({ index: idx });
+      const es = typeSize(local, cur.elemType!);
+      if (es === null) return null;
+      localBits += 8 * es * idx;
+      curId = cur.elemType!;
+      cur = skipModifiers(local, cur.elemType!);
+    } else return null;
+  }
+  const localSize = typeSize(local, curId);
+  if (localSize === null || localBits % 8 !== 0) return null;
+  let found: { off: number; size: number } | null = null;
+  for (const cand of (tgt.byName.get(essential(root.name)) ?? []).filter((t) => t.kind === root.kind)) {
+    let c: BtfType | undefined = cand;
+    let cId = cand.id;
+    let bits = 0;
+    let ok = true;
+    for (const step of path) {
+      if (!c) { ok = false; break; }
+      if ('member' in step) {
+        if (!composite(c)) { ok = false; break; }
+        const m = findMember(tgt.btf, c, step.member);
+        if (!m || m.bitfield) { ok = false; break; }
+        bits += m.bits;
+        cId = m.type;
+        c = skipModifiers(tgt.btf, m.type);
+      } else {
+        if (c.kind !== BTF_KIND.ARRAY || step.index >= (c.nelems ?? 0)) { ok = false; break; }
+        const es = typeSize(tgt.btf, c.elemType!);
+        if (es === null) { ok = false; break; }
+        bits += 8 * es * step.index;
+        cId = c.elemType!;
+        c = skipModifiers(tgt.btf, c.elemType!);
+      }
+    }
+    if (!ok || bits % 8 !== 0) continue;
+    const size = typeSize(tgt.btf, cId);
+    if (size === null || kindClass(skipModifiers(tgt.btf, cId)) !== kindClass(skipModifiers(local, curId))) continue;
+    if (found && (found.off !== bits / 8 || found.size !== size)) return null;
+    found = { off: bits / 8, size };
+  }
+  return found && { ...found, localSize, localOff: localBits / 8 };
+}
+
 function typeResolves(local: Btf, id: number, tgt: Target): boolean {
   const t = local.types[id];
   if (!t || !t.name) return false;
@@ -111,7 +208,13 @@ export function coreValue(local: Btf | null, relos: CoreRelo[]): CoreValue {
   const tgt = vmlinux();
   if (!tgt) return { resolves: false, lo: 0n, hi: 0n, why: 'no kernel BTF to resolve CO-RE relocations against' };
   switch (r.kind) {
-    case K.FIELD_BYTE_OFFSET: return resolvesField(local, r, 0n, 0x7fffffffn);
+    case K.FIELD_BYTE_OFFSET: {
+      const spec = cstr(local.strings, r.accessStrOff).split(':').map(Number);
+      const f = spec.every((x) => Number.isInteger(x) && x >= 0) ? targetField(local, r.typeId, spec, tgt) : null;
+      // Loads and stores need the exact offset, and libbpf changes their size when the field's differs: k2 requires it not to.
+      if (f && f.size === f.localSize) return { resolves: true, lo: 0n, hi: 0x7fffffffn, why: '', memOff: f.off, localOff: f.localOff };
+      return resolvesField(local, r, 0n, 0x7fffffffn);
+    }
     case K.FIELD_BYTE_SIZE: return resolvesField(local, r, 0n, 0x7fffffffn);
     case K.FIELD_LSHIFT_U64: case K.FIELD_RSHIFT_U64: return resolvesField(local, r, 0n, 63n);
     case K.TYPE_ID_TARGET: case K.TYPE_SIZE:

@@ -6,7 +6,7 @@ import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, t
 import { STB, STT, symBind, symType } from '../elf/types.js';
 import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
 import { funcProtoParams } from './btfparams.js';
-import { coreValue, type CoreValue } from './core.js';
+import { coreValue, patchedMemOffset, type CoreValue } from './core.js';
 
 /** A map as the verifier sees it (global data sections are single-element array maps). */
 export interface MapInfo {
@@ -18,6 +18,8 @@ export interface MapInfo {
   readonly maxEntries: number;
   readonly inner: MapInfo | null; // map-in-map: the inner map's template
   readonly rdonly: boolean; // BPF_F_RDONLY_PROG (.rodata)
+  /** Read-only global data: the contents libbpf loads before freezing the map (the kernel reads them). */
+  readonly frozen?: Uint8Array;
 }
 
 export const MAP_TYPE = {
@@ -68,6 +70,11 @@ const isJumpInsn = (i: IrInsn): boolean => {
   if (c !== CLASS.JMP && c !== CLASS.JMP32) return false;
   const op = jmpOp(i.code);
   return op !== JMP.CALL && op !== JMP.EXIT;
+};
+
+const isMemInsn = (i: IrInsn): boolean => {
+  const c = opClass(i.code);
+  return c === CLASS.LDX || c === CLASS.ST || c === CLASS.STX;
 };
 
 const GPL_LICENSES = new Set(['GPL', 'GPL v2', 'GPL and additional rights', 'Dual BSD/GPL', 'Dual MIT/GPL', 'Dual MPL/GPL']);
@@ -143,7 +150,11 @@ export function objectMaps(obj: BpfObject): MapResolver {
         if (data.name.startsWith('.kconfig') || data.name.startsWith('.ksyms')) return { kind: 'unsupported', why: `extern data in ${data.name}` };
         const key = `d${data.shndx}`;
         let m = cache.get(key);
-        if (!m) { m = mk(data.name, MAP_TYPE.ARRAY, 4, data.size, 1, null, data.readonly); cache.set(key, m); }
+        if (!m) {
+          m = mk(data.name, MAP_TYPE.ARRAY, 4, data.size, 1, null, data.readonly);
+          if (data.readonly && data.init.length === data.size) m = { ...m, frozen: data.init };
+          cache.set(key, m);
+        }
         const off = Number(sym.value) + insn.imm;
         return { kind: 'value', map: m, off };
       }
@@ -309,7 +320,15 @@ function link(
         if (src.src === PSEUDO.FUNC || src.callee) insn.ld = { kind: 'unsupported', why: 'callback function pointers are not modelled' };
         else insn.ld = resolver.resolve(src);
       }
-      if (src.core?.length) insn.coreVal = coreValue(btf, src.core);
+      if (src.core?.length) {
+        insn.coreVal = coreValue(btf, src.core);
+        if (isMemInsn(src)) {
+          // libbpf patches the field offset into loads and stores (and refuses one that does not match the field).
+          const off = patchedMemOffset(src.off, insn.coreVal);
+          if (off === null) insn.coreVal = { ...insn.coreVal, memOff: undefined };
+          else insn.off = off;
+        }
+      }
       insns.push(insn);
       origin.push({ section: f.sec.name, index: i });
     }

@@ -126,6 +126,10 @@ export const constValue = (s: Scalar): bigint => s.t.v;
 /** The scalar holding any value that fits in `bytes` bytes, zero-extended (narrow load result). */
 export function unknownOfSize(bytes: number): Scalar {
   if (bytes >= 8) return UNKNOWN;
+  return (UNKNOWN_OF_SIZE[bytes] ??= unknownOfSizeSlow(bytes));
+}
+const UNKNOWN_OF_SIZE: (Scalar | undefined)[] = [];
+function unknownOfSizeSlow(bytes: number): Scalar {
   const hi = (1n << BigInt(8 * bytes)) - 1n;
   return sync({ ...UNKNOWN, t: { v: 0n, m: hi }, umin: 0n, umax: hi, smin: 0n, smax: hi });
 }
@@ -201,8 +205,11 @@ function deduce(s: Scalar): Scalar {
 }
 
 function boundOffset(s: Scalar): Scalar {
-  const t64 = tnumIntersect(s.t, tnumRange(s.umin, s.umax));
-  const t32 = tnumIntersect(tnumSubreg(t64), tnumRange(s.u32min, s.u32max));
+  // Full ranges tell the tnum nothing (intersecting with an unknown tnum is the identity).
+  const full64 = s.umin === 0n && s.umax === U64, full32 = s.u32min === 0n && s.u32max === U32;
+  if (full64 && full32) return s;
+  const t64 = full64 ? s.t : tnumIntersect(s.t, tnumRange(s.umin, s.umax));
+  const t32 = full32 ? tnumSubreg(t64) : tnumIntersect(tnumSubreg(t64), tnumRange(s.u32min, s.u32max));
   return { ...s, t: { v: (t64.v & ~U32 & U64) | t32.v, m: (t64.m & ~U32 & U64) | t32.m } };
 }
 

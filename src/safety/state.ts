@@ -105,8 +105,42 @@ class IdMap {
   }
 }
 
-function regSafe(o: Reg, c: Reg, ids: IdMap): boolean {
+/**
+ * Precision marks of an explored state (the kernel's `precise` flags): which scalars' values the
+ * rest of its paths depended on. An unmarked scalar of the old state covers any scalar.
+ */
+export interface Precision {
+  /** All scalars count as precise (no marks known). */
+  exact: boolean;
+  /** Per frame: bit r set when register r is precise. */
+  regs: number[];
+  /** Per frame: bit k of slots[2f] (k < 32) or slots[2f + 1] (k - 32) set when spill slot k is precise. */
+  slots: number[];
+  /** Per frame (two words, as `slots`): stack slots some path from the state read before overwriting them. */
+  read: number[];
+  /** Ids of precise scalars (computed once the marks are final); scalars linked to them count as precise. */
+  ids?: Set<number>;
+}
+
+export const slotMarked = (p: Precision, f: number, k: number): boolean =>
+  ((k < 32 ? p.slots[2 * f]! >>> k : p.slots[2 * f + 1]! >>> (k - 32)) & 1) === 1;
+export const slotRead = (p: Precision, f: number, k: number): boolean =>
+  ((k < 32 ? p.read[2 * f]! >>> k : p.read[2 * f + 1]! >>> (k - 32)) & 1) === 1;
+
+/** Ids of scalars marked precise in `st` (linked copies of them must be compared exactly too). */
+function preciseIds(st: State, p: Precision): Set<number> {
+  const ids = new Set<number>();
+  st.frames.forEach((fr, f) => {
+    const m = p.regs[f] ?? 0;
+    for (let r = 0; r < 11; r++) if (m & (1 << r) && fr.regs[r]!.id) ids.add(fr.regs[r]!.id);
+    fr.stack.forEach((sl, k) => { if (sl?.spill?.id && slotMarked(p, f, k)) ids.add(sl.spill.id); });
+  });
+  return ids;
+}
+
+function regSafe(o: Reg, c: Reg, ids: IdMap, precise = true): boolean {
   if (o.t === RT.NOT_INIT) return true;
+  if (!precise && o.t === RT.SCALAR) return c.t === RT.SCALAR;
   if (o === c) return ids.ok(o.id, c.id) && ids.ok(o.ref, c.ref);
   if (o.t !== c.t) return false;
   if (o.t === RT.SCALAR) return scalarWithin(o.s, c.s) && ids.ok(o.id, c.id);
@@ -118,9 +152,9 @@ function regSafe(o: Reg, c: Reg, ids: IdMap): boolean {
   return true;
 }
 
-function slotSafe(o: Slot | undefined, c: Slot | undefined, ids: IdMap): boolean {
+function slotSafe(o: Slot | undefined, c: Slot | undefined, ids: IdMap, precise = true): boolean {
   if (!o) return true;
-  if (o === c) return !o.spill || regSafe(o.spill, o.spill, ids);
+  if (o === c) return !o.spill || regSafe(o.spill, o.spill, ids, precise);
   for (let i = 0; i < 8; i++) {
     const ob = o.b[i]!;
     const cb = c ? c.b[i]! : SB.INVALID;
@@ -133,22 +167,44 @@ function slotSafe(o: Slot | undefined, c: Slot | undefined, ids: IdMap): boolean
   }
   if (o.b.includes(SB.SPILL)) {
     if (!c?.spill || !o.spill) return false;
-    if (!regSafe(o.spill, c.spill, ids)) return false;
+    if (!regSafe(o.spill, c.spill, ids, precise)) return false;
   }
   return true;
 }
 
-export function subsumes(old: State, cs: State): boolean {
+/**
+ * Whether `old` covers `cs`. Without `prec` every scalar is compared; with it, scalars of `old`
+ * that are not marked precise (nor linked by id to a precise one) cover any scalar, as in the
+ * kernel's regsafe().
+ */
+export function subsumes(old: State, cs: State, prec?: Precision | null): boolean {
   if (old.frames.length !== cs.frames.length || old.refs.length !== cs.refs.length) return false;
   for (let f = 0; f < old.frames.length; f++) {
     const of = old.frames[f]!, cf = cs.frames[f]!;
     if (of.callsite !== cf.callsite || of.fn !== cf.fn) return false;
   }
   const ids = new IdMap();
+  const p = prec && !prec.exact ? prec : null;
+  const linked = p ? (p.ids ??= preciseIds(old, p)) : null;
   for (let f = 0; f < old.frames.length; f++) {
     const of = old.frames[f]!, cf = cs.frames[f]!;
-    for (let r = 0; r < 11; r++) if (!regSafe(of.regs[r]!, cf.regs[r]!, ids)) return false;
-    for (let k = 0; k < of.stack.length; k++) if (!slotSafe(of.stack[k], cf.stack[k], ids)) return false;
+    if (!p) {
+      for (let r = 0; r < 11; r++) if (!regSafe(of.regs[r]!, cf.regs[r]!, ids)) return false;
+      for (let k = 0; k < of.stack.length; k++) if (!slotSafe(of.stack[k], cf.stack[k], ids)) return false;
+      continue;
+    }
+    const m = p.regs[f] ?? 0;
+    for (let r = 0; r < 11; r++) {
+      const o = of.regs[r]!;
+      if (!regSafe(o, cf.regs[r]!, ids, (m & (1 << r)) !== 0 || (o.id !== 0 && linked!.has(o.id)))) return false;
+    }
+    for (let k = 0; k < of.stack.length; k++) {
+      const o = of.stack[k];
+      // A slot no path from the old state read (before overwriting it) cannot matter.
+      if (!slotRead(p, f, k)) continue;
+      const precise = !o?.spill || slotMarked(p, f, k) || (o.spill.id !== 0 && linked!.has(o.spill.id));
+      if (!slotSafe(o, cf.stack[k], ids, precise)) return false;
+    }
   }
   for (let i = 0; i < old.refs.length; i++) if (!ids.ok(old.refs[i]!, cs.refs[i]!)) return false;
   return true;

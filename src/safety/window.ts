@@ -14,7 +14,7 @@
 import { CLASS, JMP, LD_IMM64, invalidReason, jmpOp, opClass } from '../isa/index.js';
 import type { BpfObject, IrInsn, ProgramRef } from '../ir/types.js';
 import { Checker, Unsafe, type CheckOptions } from './check.js';
-import { coreValue } from './core.js';
+import { coreValue, patchedMemOffset } from './core.js';
 import type { Btf } from '../elf/btf.js';
 import { linkProgram, objectMaps, type MapResolver, type SafetyInsn, type SafetyProgram } from './program.js';
 import { cloneState, subsumes, type State } from './state.js';
@@ -96,8 +96,9 @@ export class WindowChecker {
     }
     if (want.size) {
       // Recorded states must keep registers that are dead in the original but may be read after
-      // a replacement: no liveness here.
-      const c = new Checker(this.prog, { ...this.opts, liveness: false });
+      // a replacement, and every path must reach the window with its exact state (a replacement
+      // may rely on values the original did not): no liveness and no precision tracking here.
+      const c = new Checker(this.prog, { ...this.opts, liveness: false, precision: false });
       try {
         c.checkCfg();
         for (const fn of c.verificationRoots()) {
@@ -223,7 +224,15 @@ export class WindowChecker {
     const repl: SafetyInsn[] = replacement.map((r) => {
       const s: SafetyInsn = { ...r, tgt: -1 };
       if (r.code === LD_IMM64) s.ld = this.resolver.resolve(r);
-      if (r.core?.length) s.coreVal = coreValue(this.btf, r.core);
+      if (r.core?.length) {
+        s.coreVal = coreValue(this.btf, r.core);
+        const c = opClass(r.code);
+        if (c === CLASS.LDX || c === CLASS.ST || c === CLASS.STX) {
+          const off = patchedMemOffset(r.off, s.coreVal); // patched by libbpf
+          if (off === null) s.coreVal = { ...s.coreVal, memOff: undefined };
+          else s.off = off;
+        }
+      }
       return s;
     });
     const insns = [...p.insns.slice(0, site.start), ...repl, ...p.insns.slice(site.end)].map((i) => (i.tgt >= 0 ? { ...i, tgt: shift(i.tgt) } : i));
