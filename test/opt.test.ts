@@ -74,6 +74,21 @@ test('byte loads combined with shift and or become one wider load (little- and b
   t.true(b.some((i) => i.code === 0x69 && i.off === 12) && b.some((i) => i.code === 0xdc && i.imm === 16), JSON.stringify(b));
 });
 
+const ldxw = (dst: number, src: number, off: number): IrInsn => ({ code: 0x61, dst, src, off, imm: 0 });
+const stxw = (dst: number, off: number, src: number): IrInsn => ({ code: 0x63, dst, src, off, imm: 0 });
+
+test('two copies of neighbouring words become one u64 copy, unless the halves overlap', async (t) => {
+  // *(u32 *)(r8 + 8) = *(u32 *)(r8 + 24); *(u32 *)(r8 + 12) = *(u32 *)(r8 + 28)
+  const apart = objectOf([ldxw(1, 8, 24), stxw(8, 8, 1), ldxw(1, 8, 28), stxw(8, 12, 1), mov(0, 0), exit]);
+  const a = (await optimizeSection(apart, 0, () => true, FAST)).obj.code[0]!.insns;
+  t.deepEqual(a.slice(0, 2).map((i) => [i.code, i.off]), [[0x79, 24], [0x7b, 8]], JSON.stringify(a));
+  // *(u32 *)(r8 + 4) = *(u32 *)(r8 + 0); *(u32 *)(r8 + 8) = *(u32 *)(r8 + 4): the second load reads the first store
+  const overlap = objectOf([ldxw(1, 8, 0), stxw(8, 4, 1), ldxw(1, 8, 4), stxw(8, 8, 1), mov(0, 0), exit]);
+  const b = (await optimizeSection(overlap, 0, () => true, FAST)).obj.code[0]!.insns;
+  t.false(b.some((i) => i.code === 0x79 || i.code === 0x7b), JSON.stringify(b));
+  t.is(b.filter((i) => i.code === 0x63).length, 2);
+});
+
 test('store-immediate only where the sign-extended immediate gives the same bytes', (t) => {
   const dw = stx(0x18, 10, -8, 1), w = stx(0x00, 10, -8, 1);
   t.is(storeImmediate(dw, 0xffff_ffff_ffff_fff0n)!.imm, -16);

@@ -1,6 +1,6 @@
-// A small concrete evaluator for straight-line windows, used by the search's cost function: registers
-// and the stack only (memory anywhere else is a fault, and such windows are not searched). Exact BPF
-// ALU semantics; the SMT checker, not this, is what proves a rewrite.
+// A small concrete evaluator for straight-line windows, used by the search's cost function: registers,
+// the stack, and memory elsewhere as a pseudo-random function of the address with written bytes kept
+// aside. Exact BPF ALU semantics; the SMT checker, not this, is what proves a rewrite.
 import { ALU, CLASS, LD_IMM64, MODE, SRC_X, aluOp, imm64, memMode, opClass, sizeBytes, srcBit, REG_FP } from '../isa/index.js';
 import type { Insn } from '../isa/index.js';
 
@@ -15,6 +15,8 @@ export interface WinState {
   stack: Uint8Array; // 512 bytes, index = address - (FP - 512)
   memSeed: number; // memory outside the stack reads as a fixed pseudo-random function of (seed, address)
   wroteStack?: boolean;
+  /** Bytes written outside the stack, by address (absent until the first such store). */
+  written?: Map<bigint, number>;
 }
 
 /** The byte at a non-stack address: read-only, the same for the original and every candidate. */
@@ -76,13 +78,19 @@ function stackIndex(addr: bigint, size: number): number | null {
 function load(st: WinState, addr: bigint, size: number): bigint {
   const i = stackIndex(addr, size);
   let v = 0n;
-  for (let k = size - 1; k >= 0; k--) v = (v << 8n) | BigInt(i === null ? memByte(st.memSeed, (addr + BigInt(k)) & M64) : st.stack[i + k]!);
+  for (let k = size - 1; k >= 0; k--) v = (v << 8n) | BigInt(i === null ? outsideByte(st, (addr + BigInt(k)) & M64) : st.stack[i + k]!);
   return v;
 }
 
+const outsideByte = (st: WinState, addr: bigint): number => st.written?.get(addr) ?? memByte(st.memSeed, addr);
+
 function store(st: WinState, addr: bigint, size: number, v: bigint): void {
   const i = stackIndex(addr, size);
-  if (i === null) throw new Fault('store outside the stack');
+  if (i === null) {
+    st.written ??= new Map();
+    for (let k = 0; k < size; k++) st.written.set((addr + BigInt(k)) & M64, Number((v >> BigInt(8 * k)) & 0xffn));
+    return;
+  }
   st.wroteStack = true;
   for (let k = 0; k < size; k++) st.stack[i + k] = Number((v >> BigInt(8 * k)) & 0xffn);
 }
@@ -124,4 +132,13 @@ export function evalWindow(insns: readonly Insn[], st: WinState): void {
   }
 }
 
-export const cloneState = (s: WinState): WinState => ({ regs: [...s.regs], stack: s.stack.slice(), memSeed: s.memSeed });
+export const cloneState = (s: WinState): WinState => ({ regs: [...s.regs], stack: s.stack.slice(), memSeed: s.memSeed, ...(s.written ? { written: new Map(s.written) } : {}) });
+
+/** Bytes outside the stack on which two end states disagree (either side wrote them). */
+export function outsideDifference(a: WinState, b: WinState): number {
+  if (!a.written && !b.written) return 0;
+  let n = 0;
+  const addrs = new Set<bigint>([...(a.written?.keys() ?? []), ...(b.written?.keys() ?? [])]);
+  for (const x of addrs) if (outsideByte(a, x) !== outsideByte(b, x)) n++;
+  return n;
+}

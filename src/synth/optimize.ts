@@ -159,16 +159,21 @@ export async function optimizeSection(
   const withSection = (sec: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((s, k) => (k === secIndex ? sec : s)) });
   let sec = obj.code[secIndex]!;
   if (opts.constantStores !== false) sec = await constantStores(obj, secIndex, sec, gate, opts, stats, progType);
+  // tail merging first (cheap, often the biggest saving), and again after the window search
+  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0);
   let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec), nonzero = nonzeroBitsIn(sec);
   const rng = new Rng(opts.search.seed);
   const memorySizes = opts.memoryWindowSizes ?? [8, 7, 6, 5];
-  for (const size of [...memorySizes, ...opts.windowSizes]) {
+  // Pass 1: the enumerated candidates (deletions, single ALU ops, load and copy merges) in every
+  // window, larger windows first; pass 2: the stochastic search, with what is left of the budget.
+  const passes = [...[...memorySizes, ...opts.windowSizes].map((size) => ({ size, chain: false })), ...opts.windowSizes.map((size) => ({ size, chain: true }))];
+  for (const { size, chain } of passes) {
     const memoryOnly = !opts.windowSizes.includes(size);
     for (let start = 0; start < sec.insns.length; start++) {
-      if (Date.now() - t0 > opts.budgetMs) return { obj: withSection(sec), stats };
+      if (Date.now() - t0 > opts.budgetMs) break;
       const end = start + size;
       if (!windowOk(sec, ends, start, end)) continue;
-      if (memoryOnly && ![...loadBases(sec.insns.slice(start, end)).values()].some((offs) => offs.length >= 2)) continue;
+      if (memoryOnly && ![...loadBases(sec.insns.slice(start, end)).values()].some((offs) => offs.length >= 2)) continue; // load/copy merges only
       stats.windows++;
       const window: Insn[] = sec.insns.slice(start, end);
       const liveOut = regList(liveOutAt(sec, live, succ, end - 1));
@@ -198,7 +203,7 @@ export async function optimizeSection(
       if (tests.length < opts.tests) continue; // the window leaves the evaluator's model (memory beyond the stack)
       const refuted = new Set<string>();
       for (let round = 0; round < opts.cegisRounds; round++) {
-        const search = { ...opts.search, seed: opts.search.seed + start * 31 + round, iterations: memoryOnly ? 0 : opts.search.iterations };
+        const search = { ...opts.search, seed: opts.search.seed + start * 31 + round, iterations: chain ? opts.search.iterations : 0 };
         const cand = searchWindow(window, tests, liveOut, search, (c) => refuted.has(key(c)));
         if (!cand || perfCost(cand) >= perfCost(window)) break;
         stats.proposals++;
@@ -230,7 +235,8 @@ export async function optimizeSection(
       }
     }
   }
-  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0);
+  // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
+  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0, 1.25);
   return { obj: withSection(sec), stats };
 }
 
@@ -238,13 +244,13 @@ export async function optimizeSection(
  * Merges identical block tails one at a time while it saves at least two slots; each merge must be
  * proven equivalent for every program that runs this section, then pass the gate.
  */
-async function tailMerges(obj: BpfObject, secIndex: number, sec: CodeSection, gate: (candidate: BpfObject) => boolean, opts: SynthOptions, stats: SectionStats, t0: number): Promise<CodeSection> {
+async function tailMerges(obj: BpfObject, secIndex: number, sec: CodeSection, gate: (candidate: BpfObject) => boolean, opts: SynthOptions, stats: SectionStats, t0: number, budgetShare = 1): Promise<CodeSection> {
   const withSection = (s: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((x, k) => (k === secIndex ? s : x)) });
   const users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === sec.name));
   if (!users.length) return sec; // code no program runs: nothing to prove it against
   const tried = new Set<string>();
   for (;;) {
-    if (Date.now() - t0 > opts.budgetMs) return sec;
+    if (Date.now() - t0 > opts.budgetMs * budgetShare) return sec;
     const m = findTailMerge(sec, 2, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
     if (!m) return sec;
     tried.add(`${m.start}/${m.keep}/${m.length}`);

@@ -86,6 +86,42 @@ export function* loadSingles(window: readonly Insn[], pool: Pool): Generator<Ins
 }
 
 /**
+ * Copies of neighbouring fields (`r = *(s *)(A + a); *(s *)(B + b) = r` twice, the second at
+ * a + s, b + s) merged into one copy of twice the width. Whether the halves overlap, or the
+ * register's final value matters, is for the tests and the checker to find out.
+ */
+export function* copyMerges(window: readonly Insn[]): Generator<Insn[]> {
+  const isMem = (i: Insn, cls: number): boolean => opClass(i.code) === cls && (i.code & 0xe0) === MODE.MEM;
+  const pairs: { k: number; size: number; base: number; a: number; dstBase: number; b: number; reg: number }[] = [];
+  for (let k = 0; k + 1 < window.length; k++) {
+    const ld = window[k]!, st = window[k + 1]!;
+    if (!isMem(ld, CLASS.LDX) || !isMem(st, CLASS.STX) || st.src !== ld.dst || ld.src === ld.dst) continue;
+    pairs.push({ k, size: ld.code & 0x18, base: ld.src, a: ld.off, dstBase: st.dst, b: st.off, reg: ld.dst });
+  }
+  const bytes: Record<number, number> = { [SIZE.B]: 1, [SIZE.H]: 2, [SIZE.W]: 4 };
+  const wider: Record<number, number> = { [SIZE.B]: SIZE.H, [SIZE.H]: SIZE.W, [SIZE.W]: SIZE.DW };
+  for (const p of pairs) {
+    for (const q of pairs) {
+      const n = bytes[p.size];
+      if (q.k <= p.k + 1 || n === undefined || q.size !== p.size || q.base !== p.base || q.dstBase !== p.dstBase) continue;
+      const lo = q.a === p.a + n && q.b === p.b + n ? p : p.a === q.a + n && p.b === q.b + n ? q : null;
+      if (!lo) continue;
+      const w = wider[p.size]!;
+      const merged: Insn[] = [
+        { code: CLASS.LDX | MODE.MEM | w, dst: p.reg, src: p.base, off: lo.a, imm: 0 },
+        { code: CLASS.STX | MODE.MEM | w, dst: p.dstBase, src: p.reg, off: lo.b, imm: 0 },
+      ];
+      const out: Insn[] = [];
+      window.forEach((i, k) => {
+        if (k === p.k) out.push(...merged);
+        else if (k !== p.k + 1 && k !== q.k && k !== q.k + 1) out.push(i);
+      });
+      yield out;
+    }
+  }
+}
+
+/**
  * The cheapest zero-error rewrite found, or null. Candidates come from single deletions first, then
  * from the chain; `reject` filters candidates already refuted by the checker.
  */
@@ -111,6 +147,10 @@ export function searchWindow(
       if (passesAll(c, tests, liveOut)) consider(c, 1);
       if (best) return best;
     }
+  }
+  for (const c of copyMerges(window)) {
+    const cost = perfCost(c);
+    if (cost < bestCost && passesAll(c, tests, liveOut)) consider(c, cost);
   }
   for (const c of loadSingles(window, pool)) {
     const cost = perfCost(c);
