@@ -8,6 +8,7 @@ import { bpfAvailable, loadAll, runPinned, samplePackets } from './helpers/bpfto
 import { optimizeSection, storeImmediate, DEFAULT_SYNTH, type SynthOptions } from '../src/synth/index.js';
 import { readObject, type BpfObject, type IrInsn, type CodeSection } from '../src/ir/index.js';
 import { shutdownZ3 } from '../src/smt/index.js';
+import { interpDiffers } from '../src/smt/soundness.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'k2opt-'));
 test.after.always(async () => {
@@ -111,8 +112,9 @@ test('k2 opt shrinks fixtures; the kernel accepts the output and it runs identic
     t.log(`SKIPPED LOUDLY: bpf() unavailable: ${avail.reason}`);
     return t.pass();
   }
-  let before = 0, after = 0, runs = 0;
-  for (const name of ['redundant.o', 'calls.o', 'xdp_parser.o']) {
+  let before = 0, after = 0, runs = 0, interpRuns = 0;
+  const names = ['redundant.o', 'calls.o', 'xdp_parser.o', 'tc_classifier.o', 'loops.o', 'cgroup_skb.o', 'socket_filter.o', 'jmp32.o'];
+  for (const name of names) {
     const f = fixtureObjects().find((p) => p.endsWith(name))!;
     const out = join(tmp, name);
     const r = await execa('node', [k2, 'opt', f, '-o', out, '--json', '--budget-ms', '6000'], { reject: false });
@@ -123,6 +125,14 @@ test('k2 opt shrinks fixtures; the kernel accepts the output and it runs identic
     after += rep.slotsAfter;
     const v = await execa('node', [k2, 'verify', out, '--json'], { reject: false });
     t.is(v.exitCode, 0, `${name}: ${v.stdout}`);
+    // the interpreter on generated packets, maps and contexts (kernel-agreed, see interp tests)
+    const oa = readObject(f), ob = readObject(out);
+    for (const p of oa.programs) {
+      const d = interpDiffers(oa, ob, p, 200, 3);
+      if (d === null) continue; // a program type the interpreter cannot run
+      t.false(d, `${name}:${p.name} behaves differently after optimization`);
+      interpRuns += 200;
+    }
     const a = await loadAll(f, 'oa');
     const b = await loadAll(out, 'ob');
     try {
@@ -140,7 +150,7 @@ test('k2 opt shrinks fixtures; the kernel accepts the output and it runs identic
       b.loaded?.cleanup();
     }
   }
-  t.log(`${before} → ${after} slots over 3 fixtures, ${runs} kernel test runs identical`);
+  t.log(`${before} → ${after} slots over ${names.length} fixtures, ${runs} kernel test runs identical, ~${interpRuns} interpreter inputs identical`);
   t.true(after < before);
   t.true(runs > 10);
 });
