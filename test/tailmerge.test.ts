@@ -1,7 +1,7 @@
 import test from 'ava';
 import { fixtureObjects } from './helpers/paths.js';
 import { readObject, type BpfObject, type CodeSection, type IrInsn } from '../src/ir/index.js';
-import { applyTailMerge, findTailMerge } from '../src/synth/tailmerge.js';
+import { applyTailMerge, findTailMerge, invertBranchesOverGotos } from '../src/synth/tailmerge.js';
 import { sectionSlots } from '../src/synth/index.js';
 import { checkPrograms, shutdownZ3 } from '../src/smt/index.js';
 import { interpDiffers } from '../src/smt/soundness.js';
@@ -16,7 +16,7 @@ const withSection = (obj: BpfObject, k: number, sec: CodeSection): BpfObject => 
 function mergeAll(sec: CodeSection): { sec: CodeSection; merges: number } {
   let merges = 0;
   for (let m = findTailMerge(sec, 2); m; m = findTailMerge(sec, 2)) {
-    sec = applyTailMerge(sec, m);
+    sec = invertBranchesOverGotos(applyTailMerge(sec, m));
     merges++;
   }
   return { sec, merges };
@@ -85,4 +85,18 @@ test('a tail falling into the merged code becomes a goto; tails of different fun
   // (a symbol with an end label is a function; B starts the second one)
   const two: CodeSection = { ...sec, symbols: [{ sym: 1, start: 'F', end: 'B' }, { sym: 2, start: 'B', end: 'F' }] };
   t.is(findTailMerge(two, 1), null);
+});
+
+test('a branch around a goto is inverted: if c goto L; goto M; L: → if !c goto M; L:', (t) => {
+  const ja = (target: string): IrInsn => ({ code: 0x05, dst: 0, src: 0, off: 0, imm: 0, target });
+  const sec: CodeSection = {
+    name: 'x', shndx: 1, relSection: null, symbols: [],
+    insns: [jeq(1, 7, 'L'), ja('M'), { ...mov(0, 1), labels: ['L'] }, exit, { ...mov(0, 2), labels: ['M'] }, exit],
+  };
+  const out = invertBranchesOverGotos(sec);
+  t.is(out.insns.length, 5);
+  t.deepEqual([out.insns[0]!.code, out.insns[0]!.imm, out.insns[0]!.target], [0x55, 7, 'M'], 'jeq became jne to the goto\'s target');
+  // JSET has no inverse; a labelled goto (a jump target itself) stays
+  t.is(invertBranchesOverGotos({ ...sec, insns: [{ ...jeq(1, 7, 'L'), code: 0x45 }, ...sec.insns.slice(1)] }).insns.length, 6);
+  t.is(invertBranchesOverGotos({ ...sec, insns: [sec.insns[0]!, { ...ja('M'), labels: ['G'] }, ...sec.insns.slice(2)] }).insns.length, 6);
 });

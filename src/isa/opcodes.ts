@@ -72,3 +72,16 @@ export const memSize = (code: number): number => code & 0x18;
 export const memMode = (code: number): number => code & 0xe0;
 export const sizeBytes = (code: number): 1 | 2 | 4 | 8 =>
   (({ [SIZE.B]: 1, [SIZE.H]: 2, [SIZE.W]: 4, [SIZE.DW]: 8 }) as Record<number, 1 | 2 | 4 | 8>)[memSize(code)]!;
+
+/** The conditional jump taken exactly when `code` is not (same class and operands), or -1. */
+export function invertedJump(code: number): number {
+  const cls = opClass(code);
+  if (cls !== CLASS.JMP && cls !== CLASS.JMP32) return -1;
+  const inverse: Record<number, number> = {
+    [JMP.JEQ]: JMP.JNE, [JMP.JNE]: JMP.JEQ, [JMP.JGT]: JMP.JLE, [JMP.JLE]: JMP.JGT, [JMP.JGE]: JMP.JLT, [JMP.JLT]: JMP.JGE,
+    [JMP.JSGT]: JMP.JSLE, [JMP.JSLE]: JMP.JSGT, [JMP.JSGE]: JMP.JSLT, [JMP.JSLT]: JMP.JSGE,
+  };
+  const inv = inverse[jmpOp(code)];
+  return inv === undefined ? -1 : (code & ~0xf0) | inv;
+}
+

@@ -3,7 +3,7 @@
 // checking, programs that differ only in straight-line windows are compared window by window
 // (under no assumptions about the window's inputs, all registers and memory observed afterwards),
 // falling back to the whole program when that does not prove them equal.
-import { CLASS, JMP, jmpOp, opClass } from '../isa/index.js';
+import { CLASS, JMP, invertedJump, jmpOp, opClass } from '../isa/index.js';
 import { programCode } from '../ir/index.js';
 import type { BpfObject, IrInsn, ProgramRef } from '../ir/types.js';
 import { K2Error } from '../util/errors.js';
@@ -206,6 +206,12 @@ export function bisimilar(aCode: Map<string, IrInsn[]>, aEntry: [string, string]
     const ua = { ...ia, labels: undefined, target: undefined, callee: undefined };
     const ub = { ...ib, labels: undefined, target: undefined, callee: undefined };
     if ((ia.target === undefined) !== (ib.target === undefined) || !!ia.callee !== !!ib.callee) return false;
+    // `if c goto T` against `if !c goto F`: the same branch with its two successors swapped
+    if (ia.target !== undefined && ib.code === invertedJump(ia.code) && ia.dst === ib.dst && ia.src === ib.src && ia.imm === ib.imm) {
+      pair(sa, posOf(aCode, sa, ia.target), sb, b + 1);
+      pair(sa, a + 1, sb, posOf(bCode, sb, ib.target!));
+      continue;
+    }
     if (!sameInsn({ ...ua, off: ia.target !== undefined ? 0 : ia.off, imm: ia.callee ? 0 : ia.imm }, { ...ub, off: ib.target !== undefined ? 0 : ib.off, imm: ib.callee ? 0 : ib.imm }, ka, kb)) return false;
     const cls = opClass(ia.code);
     const op = jmpOp(ia.code);

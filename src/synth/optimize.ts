@@ -8,7 +8,7 @@ import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonze
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn } from '../ir/index.js';
 import { checkWindow, checkPrograms, type Counterexample, type WindowPre } from '../smt/index.js';
 import { programCode } from '../ir/index.js';
-import { applyTailMerge, findTailMerge } from './tailmerge.js';
+import { applyTailMerge, findTailMerge, invertBranchesOverGotos } from './tailmerge.js';
 import { makeTest, perfCost, randomInput, type TestCase } from './cost.js';
 import { STACK_SIZE, cloneState } from './eval.js';
 import { Rng } from './rng.js';
@@ -254,7 +254,7 @@ async function tailMerges(obj: BpfObject, secIndex: number, sec: CodeSection, ga
     const m = findTailMerge(sec, 2, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
     if (!m) return sec;
     tried.add(`${m.start}/${m.keep}/${m.length}`);
-    const next = applyTailMerge(sec, m);
+    const next = invertBranchesOverGotos(applyTailMerge(sec, m));
     const before = withSection(sec), after = withSection(next);
     stats.proposals++;
     let proven = true;

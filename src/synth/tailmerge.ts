@@ -4,7 +4,7 @@
 // removed outright when nothing falls into it); labels inside it move to the kept copy. clang
 // leaves such tails whenever the blocks differ only before them (e.g. a different value stored
 // before the same map lookup). Every merge is still proven by the whole-program checker.
-import { CLASS, JMP, jmpOp, opClass } from '../isa/index.js';
+import { CLASS, JMP, invertedJump, jmpOp, opClass } from '../isa/index.js';
 import type { CodeSection, IrInsn } from '../ir/types.js';
 
 const isJa = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.JA;
@@ -107,4 +107,26 @@ export function applyTailMerge(sec: CodeSection, m: TailMerge): CodeSection {
   const fallsIn = m.start > 0 && !isTransfer(insns[m.start - 1]!);
   const replacement: IrInsn[] = fallsIn ? [{ code: CLASS.JMP | JMP.JA, dst: 0, src: 0, off: 0, imm: 0, target: entry }] : [];
   return { ...sec, insns: [...insns.slice(0, m.start), ...replacement, ...insns.slice(m.start + m.length)] };
+}
+
+/**
+ * `if c goto L; goto M; L:` → `if !c goto M; L:` (tail merging leaves such gotos where a removed
+ * run followed a branch around it). Returns the section unchanged when there is none.
+ */
+export function invertBranchesOverGotos(sec: CodeSection): CodeSection {
+  const insns = sec.insns;
+  const out: IrInsn[] = [];
+  let changed = false;
+  for (let k = 0; k < insns.length; k++) {
+    const i = insns[k]!, g = insns[k + 1], after = insns[k + 2];
+    const inv = invertedJump(i.code);
+    if (inv >= 0 && i.target !== undefined && g && isJa(g) && g.target !== undefined && !g.labels?.length && after?.labels?.includes(i.target)) {
+      out.push({ ...i, code: inv, target: g.target });
+      k++; // the goto goes
+      changed = true;
+      continue;
+    }
+    out.push(i);
+  }
+  return changed ? { ...sec, insns: out } : sec;
 }
