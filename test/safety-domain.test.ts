@@ -212,3 +212,23 @@ test('a packet pointer known to be beyond data_end cannot be read through', (t) 
   ];
   t.false(xdp(prog).safe);
 });
+
+test('bpf_loop: the callback runs in its own frame with R1 = index, R2 = ctx, and must return 0 or 1', (t) => {
+  const ldFunc = (d: number, l: string): IrInsn => ({ code: LD_IMM64, dst: d, src: PSEUDO.FUNC, off: 0, imm: 0, imm2: 0, callee: { section: 'raw', label: l } });
+  const caller = (ctx: IrInsn[]) => [
+    st(SIZE.DW, 10, -8, 0), mov64(1, 4), ldFunc(2, 'cb'), ...ctx, mov64(4, 0), call(181),
+    ldx(SIZE.DW, 0, 10, -8), mov64(0, 2), exit(),
+  ];
+  const stackCtx = [movr(3, 10), add64(3, -8)];
+  const cb = (body: IrInsn[]) => [label('cb', body[0]!), ...body.slice(1)];
+  const good = cb([stx(SIZE.DW, 2, 1, 0), mov64(0, 0), exit()]);
+  t.true(xdp([...caller(stackCtx), ...good]).safe, 'writes the index into the caller\'s stack through the context');
+  t.true(xdp([...caller([mov64(3, 0)]), ...cb([mov64(0, 1), exit()])]).safe, 'a NULL context');
+  t.false(xdp([...caller(stackCtx), ...cb([mov64(0, 2), exit()])]).safe, 'returns 2');
+  t.false(xdp([...caller(stackCtx), ...cb([movr(0, 3), exit()])]).safe, 'reads R3, which the callback does not get');
+  t.false(xdp([...caller(stackCtx), ...cb([stx(SIZE.DW, 2, 1, 8), mov64(0, 0), exit()])]).safe, 'writes past the caller\'s frame');
+  t.false(xdp([...caller([ldMap(3, 0)]), ...good]).safe, 'a map pointer is no context');
+  // The caller's stack changes from one call to the next: the second call sees what the first wrote.
+  const twice = cb([ldx(SIZE.DW, 3, 2, 0), jmp(JMP.JNE, 3, 0, 'bad'), st(SIZE.DW, 2, 0, 1), mov64(0, 0), exit(), label('bad', ldx(SIZE.DW, 0, 3, 0)), exit()]);
+  t.false(xdp([...caller(stackCtx), ...twice]).safe, 'a later call reads the 1 the first one stored and dereferences it');
+});

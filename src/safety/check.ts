@@ -51,6 +51,10 @@ const BPF_MAX_VAR_SIZ = 1n << 29n;
 const MAX_PACKET_OFF = 0xffff;
 const MAX_CALL_FRAMES = 8;
 const MAX_STATES_PER_INSN = 64;
+const HELPER_LOOP = 181; // bpf_loop(nr_loops, callback_fn, callback_ctx, flags)
+const isLoopCall = (i: SafetyInsn): boolean => i.code === (CLASS.JMP | JMP.CALL) && i.src === CALL_HELPER && i.imm === HELPER_LOOP;
+/** Trail notes of callback frames: the helper call that entered one, and the callback's exit. */
+const NOTE_CB_CALL = 1023, NOTE_CB_EXIT = 1022;
 
 const ALU_OPS: Record<number, AluOp> = {
   [ALU.ADD]: 'add', [ALU.SUB]: 'sub', [ALU.MUL]: 'mul', [ALU.AND]: 'and', [ALU.OR]: 'or', [ALU.XOR]: 'xor',
@@ -67,6 +71,7 @@ const FN_AT_CACHE = new WeakMap<SafetyProgram, Int32Array>();
 const CFG_CACHE = new WeakMap<SafetyProgram, { prunePoint: Uint8Array; loopHead: Uint8Array } | Unsafe>();
 
 interface Checkpoint {
+  pc: number;
   state: State;
   parent: Checkpoint | null;
   branches: number;
@@ -90,6 +95,7 @@ interface Path {
   cp: Checkpoint | null;
   since?: number; // instructions processed since the path's last stored state
   trail?: number[] | null;
+  cb?: boolean; // the path enters a callback at the helper call it forked at
 }
 
 const newPrecision = (st: State): Precision => ({
@@ -99,7 +105,11 @@ const newPrecision = (st: State): Precision => ({
 
 /** Registers and stack slots, per frame, whose values are being traced back (the kernel's backtrack_state). */
 interface Backtrack { regs: number[]; slots: number[] }
-const btEmpty = (bt: Backtrack): boolean => bt.regs.every((m) => m === 0) && bt.slots.every((m) => m === 0);
+function btEmpty(bt: Backtrack): boolean {
+  for (let i = 0; i < bt.regs.length; i++) if (bt.regs[i] !== 0) return false;
+  for (let i = 0; i < bt.slots.length; i++) if (bt.slots[i] !== 0) return false;
+  return true;
+}
 
 let debugPrune: ((pc: number, olds: [State, Precision][], cur: State) => void) | null = null;
 export const setDebugPrune = (f: typeof debugPrune): void => { debugPrune = f; };
@@ -186,7 +196,9 @@ export class Checker {
     const n = st.frames.length;
     for (let f = 0; f < n; f++) {
       const fr = st.frames[f]!;
-      const mask = f === n - 1 ? this.live[pc]! : this.live[st.frames[f + 1]!.callsite + 1]! & ~0b111111;
+      const callee = f === n - 1 ? null : st.frames[f + 1]!;
+      // A caller resumes after the call (R0-R5 rewritten), or at a callback's helper call again (all kept).
+      const mask = !callee ? this.live[pc]! : callee.cb ? this.live[callee.callsite]! : this.live[callee.callsite + 1]! & ~0b111111;
       const regs = fr.regs;
       for (let r = 0; r < 10; r++) if (!(mask & (1 << r)) && regs[r] !== NOT_INIT) regs[r] = NOT_INIT;
     }
@@ -241,6 +253,8 @@ export class Checker {
         if (op === JMP.EXIT) continue;
         if (op === JMP.CALL) {
           if (insn.src === CALL_PSEUDO) { visit(insn.tgt); this.prunePoint[insn.tgt] = 1; }
+          // Callback-calling helpers are loop heads: every call of the callback comes back to them.
+          if (insn.src === CALL_HELPER && insn.imm === HELPER_LOOP) { this.prunePoint[i] = 1; this.loopHead[i] = 1; }
           visit(i + 1);
           if (i + 1 < insns.length) this.prunePoint[i + 1] = 1;
           continue;
@@ -253,6 +267,7 @@ export class Checker {
         this.prunePoint[i + 1] = 1;
         continue;
       }
+      if (insn.code === LD_IMM64 && insn.ld?.kind === 'func') { visit(insn.ld.start); this.prunePoint[insn.ld.start] = 1; }
       visit(i + 1);
     }
     for (let i = 0; i < insns.length; i++) if (!seen[i]) {
@@ -353,6 +368,17 @@ export class Checker {
             }
           }
           if (!pruned && list && debugPrune) debugPrune(at, list.filter((c) => c.done).map((c) => [c.state, c.prec]), state);
+          if (!pruned && this.loopHead[at] && isLoopCall(this.prog.insns[at]!)) {
+            // Another call of a callback: stop when an earlier call on this path covers it exactly (the
+            // loop is at a fixpoint; that state's exploration, still in progress, covers this one).
+            for (let c = cp; c; c = c.parent) {
+              if (c.pc === at && subsumes(c.state, state, null)) {
+                Checker.markExact(cp); // everything on the path up to here mattered for the cut
+                pruned = true;
+                break;
+              }
+            }
+          }
           if (pruned) { this.stats.pruned++; finish(cp); break; }
           const l = list ?? [];
           if (!list) this.explored.set(at, l);
@@ -360,7 +386,7 @@ export class Checker {
           // the last one on this path, and always at loop heads.
           if (l.length < MAX_STATES_PER_INSN && (since >= this.gap || this.loopHead[at])) {
             since = 0;
-            const c: Checkpoint = { state: cloneState(state), parent: cp, branches: 1, done: false, trail, prec: newPrecision(state) };
+            const c: Checkpoint = { pc: at, state: cloneState(state), parent: cp, branches: 1, done: false, trail, prec: newPrecision(state) };
             l.push(c);
             this.stats.states++;
             cp = c;
@@ -382,6 +408,7 @@ export class Checker {
         b.cp = cp;
         b.since = since;
         b.trail = trail ? trail.slice() : null;
+        if (b.cb && b.trail) b.trail[b.trail.length - 1] = at * TRAIL_PC + NOTE_CB_CALL;
         if (cp) cp.branches++;
         pending.push(b);
         if (pending.length > this.maxPending) this.fail(`the sequence of ${pending.length} jumps is too complex`);
@@ -498,81 +525,103 @@ export class Checker {
   /** backtrack_insn: what the values in `bt` after trail entry `e` depend on before it. Returns the frame depth before it, -1 if lost. */
   private backtrackInsn(bt: Backtrack, depth: number, e: number): number {
     const pc = Math.floor(e / TRAIL_PC);
-    const note = e % TRAIL_PC;
+    const note = e - pc * TRAIL_PC;
     const insn = this.prog.insns[pc]!;
-    const cls = opClass(insn.code);
+    const code = insn.code;
+    const cls = code & 7;
     const R = bt.regs;
-    const has = (r: number) => r < 11 && ((R[depth]! >> r) & 1) === 1;
-    const set = (r: number) => { if (r < 10) R[depth]! |= 1 << r; };
-    const clr = (r: number) => { if (r < 11) R[depth]! &= ~(1 << r); };
-    const sf = note ? (note - 1) >> 6 : -1, sk = note ? (note - 1) & 63 : -1;
-    const slotIdx = 2 * sf + (sk >> 5), slotBit = 1 << (sk & 31);
-    const slotSet = () => sf >= 0 && sf < R.length && (bt.slots[slotIdx]! & slotBit) !== 0;
+    let m = R[depth]!; // registers of the current frame
+    const dbit = insn.dst < 10 ? 1 << insn.dst : 0;
+    const sbit = insn.src < 10 ? 1 << insn.src : 0;
     switch (cls) {
       case CLASS.ALU:
       case CLASS.ALU64: {
-        const op = aluOp(insn.code);
-        const x = srcBit(insn.code) === SRC_X;
-        if (op === ALU.MOV) {
-          if (!has(insn.dst)) break;
-          clr(insn.dst);
-          if (x) set(insn.src);
-        } else if (op !== ALU.END && op !== ALU.NEG && x && has(insn.dst)) set(insn.src);
-        break;
+        if (!(m & dbit)) return depth;
+        const op = code & 0xf0;
+        const x = (code & 8) !== 0;
+        if (op === ALU.MOV) { m &= ~dbit; if (x) m |= sbit; }
+        else if (op !== ALU.END && op !== ALU.NEG && x) m |= sbit;
+        R[depth] = m;
+        return depth;
       }
       case CLASS.LDX:
-        if (!has(insn.dst)) break;
-        clr(insn.dst);
-        if (sf >= 0 && sf < R.length) bt.slots[slotIdx]! |= slotBit;
-        break;
-      case CLASS.ST:
-      case CLASS.STX:
-        if (cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC) {
-          // Results of atomics are unknown values: nothing before them decides them.
-          if (slotSet()) bt.slots[slotIdx]! &= ~slotBit;
-          if (insn.imm === ATOMIC.CMPXCHG) clr(0);
-          else if (insn.imm & ATOMIC.FETCH) clr(insn.src);
-          break;
+        if (!(m & dbit)) return depth;
+        R[depth] = m & ~dbit;
+        if (note) {
+          const sf = (note - 1) >> 6, sk = (note - 1) & 63;
+          if (sf < R.length) bt.slots[2 * sf + (sk >> 5)]! |= 1 << (sk & 31);
         }
-        if (!slotSet()) break;
-        bt.slots[slotIdx]! &= ~slotBit;
-        if (cls === CLASS.STX) set(insn.src);
-        break;
+        return depth;
+      case CLASS.ST:
+      case CLASS.STX: {
+        if (!note) return depth;
+        const sf = (note - 1) >> 6, sk = (note - 1) & 63;
+        const wi = 2 * sf + (sk >> 5), bit = 1 << (sk & 31);
+        const slotSet = sf < R.length && (bt.slots[wi]! & bit) !== 0;
+        if (cls === CLASS.STX && memMode(code) === MODE.ATOMIC) {
+          // Results of atomics are unknown values: nothing before them decides them.
+          if (slotSet) bt.slots[wi]! &= ~bit;
+          if (insn.imm === ATOMIC.CMPXCHG) R[depth] = m & ~1;
+          else if (insn.imm & ATOMIC.FETCH) R[depth] = m & ~sbit;
+          return depth;
+        }
+        if (!slotSet) return depth;
+        bt.slots[wi]! &= ~bit;
+        if (cls === CLASS.STX) R[depth] = m | sbit;
+        return depth;
+      }
       case CLASS.LD:
-        if (insn.code === LD_IMM64) clr(insn.dst);
-        else for (let r = 0; r <= 5; r++) clr(r);
-        break;
+        R[depth] = code === LD_IMM64 ? m & ~dbit : m & ~0b111111;
+        return depth;
       case CLASS.JMP:
       case CLASS.JMP32: {
-        const op = jmpOp(insn.code);
-        if (op === JMP.EXIT) {
-          // Returned from a callee into this frame: going back, enter the callee.
-          const r0 = has(0);
-          for (let r = 0; r <= 5; r++) clr(r);
+        const op = code & 0xf0;
+        if (op === JMP.EXIT && note === NOTE_CB_EXIT) {
+          // A callback's exit: the caller's registers were untouched; going back, enter the callback.
           depth++;
           while (R.length <= depth) { R.push(0); bt.slots.push(0, 0); }
-          R[depth] = r0 ? 1 : 0;
+          R[depth] = 0;
           bt.slots[2 * depth] = 0;
           bt.slots[2 * depth + 1] = 0;
-          break;
+          return depth;
+        }
+        if (op === JMP.CALL && note === NOTE_CB_CALL) {
+          // The helper call that entered a callback: its R2 was the caller's R3 (R1 is a fresh index).
+          R[depth] = 0;
+          bt.slots[2 * depth] = 0;
+          bt.slots[2 * depth + 1] = 0;
+          depth--;
+          if (depth < 0) return -1;
+          if (m & 4) R[depth]! |= 8;
+          return depth;
+        }
+        if (op === JMP.EXIT) {
+          // Returned from a callee into this frame: going back, enter the callee.
+          const r0 = m & 1;
+          R[depth] = m & ~0b111111;
+          depth++;
+          while (R.length <= depth) { R.push(0); bt.slots.push(0, 0); }
+          R[depth] = r0;
+          bt.slots[2 * depth] = 0;
+          bt.slots[2 * depth + 1] = 0;
+          return depth;
         }
         if (op === JMP.CALL) {
           const fn = insn.src === CALL_PSEUDO ? this.fnAt[insn.tgt] ?? -1 : -1;
           if (fn >= 0 && !this.prog.funcs[fn]!.global) {
             // Back out of the callee's frame into the caller's: arguments were the caller's R1-R5.
-            const args = R[depth]! & 0b111110;
             R[depth] = 0;
             bt.slots[2 * depth] = 0;
             bt.slots[2 * depth + 1] = 0;
             depth--;
             if (depth < 0) return -1;
-            R[depth]! |= args;
-          } else for (let r = 0; r <= 5; r++) clr(r);
-          break;
+            R[depth]! |= m & 0b111110;
+          } else R[depth] = m & ~0b111111;
+          return depth;
         }
-        if (op === JMP.JA) break;
-        if (srcBit(insn.code) === SRC_X && (has(insn.dst) || has(insn.src))) { set(insn.dst); set(insn.src); }
-        break;
+        if (op === JMP.JA) return depth;
+        if ((code & 8) !== 0 && m & (dbit | sbit)) R[depth] = m | dbit | sbit;
+        return depth;
       }
     }
     return depth;
@@ -732,7 +781,7 @@ export class Checker {
       off = dst.s;
     }
     if (ptr.nul) this.fail(`R${insn.dst} pointer arithmetic on ${RT_NAME[ptr.t]}_or_null prohibited, null-check it first`);
-    if (ptr.t === RT.MAP_PTR || ptr.t === RT.PKT_END) this.fail(`R${insn.dst} pointer arithmetic on ${RT_NAME[ptr.t]} prohibited`);
+    if (ptr.t === RT.MAP_PTR || ptr.t === RT.PKT_END || ptr.t === RT.FUNC) this.fail(`R${insn.dst} pointer arithmetic on ${RT_NAME[ptr.t]} prohibited`);
     const known = isConst(off);
     if (known) {
       const v = BigInt.asIntN(64, constValue(off));
@@ -941,10 +990,17 @@ export class Checker {
     switch (ld.kind) {
       case 'const': this.writeReg(st, insn.dst, scalarReg(scalarConst(ld.value))); return;
       case 'map': this.writeReg(st, insn.dst, ptrReg(RT.MAP_PTR, { map: ld.map })); return;
+      case 'func': {
+        const fn = this.fnAt[ld.start];
+        if (fn === undefined || fn < 0 || this.prog.funcs[fn]!.start !== ld.start) this.fail('callback is not a function');
+        this.writeReg(st, insn.dst, ptrReg(RT.FUNC, { off: ld.start }));
+        return;
+      }
       case 'value':
         if (ld.off < 0 || ld.off >= ld.map.valueSize) this.fail(`invalid access to map value pointer, value_size=${ld.map.valueSize} off=${ld.off}`);
         this.writeReg(st, insn.dst, ptrReg(RT.MAP_VALUE, { map: ld.map, off: ld.off }));
         return;
+      case 'funcref': this.fail('callback function pointers are not modelled here');
       case 'unsupported': this.fail(ld.why);
     }
   }
@@ -982,6 +1038,7 @@ export class Checker {
       if (cls !== CLASS.JMP || x) this.fail('BPF_CALL uses reserved fields');
       if (insn.src === CALL_PSEUDO) return this.pseudoCall(st, insn, pc);
       if (insn.src === CALL_KFUNC) this.fail('kernel function calls are not modelled');
+      if (insn.src === CALL_HELPER && insn.imm === HELPER_LOOP && insn.off === 0 && insn.dst === 0) return this.loopCall(st, insn, pc);
       if (insn.off !== 0 || insn.src !== CALL_HELPER || insn.dst !== 0) this.fail('BPF_CALL uses reserved fields');
       this.helperCall(st, insn);
       return { next: pc + 1 };
@@ -1142,6 +1199,21 @@ export class Checker {
 
   private exit(st: State, _pc: number): Step {
     const frame = cur(st);
+    if (frame.cb) {
+      // bpf_loop callback: R0 in [0, 1]; then back to the helper call with the caller's registers as they were.
+      const r0 = frame.regs[0]!;
+      if (r0.t === RT.NOT_INIT) this.fail('R0 !read_ok');
+      if (r0.t !== RT.SCALAR) this.fail(`At callback return the register R0 is not a known value (${RT_NAME[r0.t]})`);
+      this.markPrecise(st, 0);
+      if (r0.s.smin < 0n || r0.s.smax > 1n) this.fail(`At callback return the register R0 has smin=${r0.s.smin} smax=${r0.s.smax} should have been in [0, 1]`);
+      const depthNo = st.frames.length - 1;
+      st.frames.pop();
+      let escaped = false;
+      mapAllRegs(st, (q) => { if (q.t === RT.STACK && q.frame >= depthNo) escaped = true; return undefined; });
+      if (escaped) this.fail('pointer to a returned stack frame escapes');
+      this.note = NOTE_CB_EXIT;
+      return { next: frame.callsite };
+    }
     if (st.frames.length > 1) {
       const r0 = frame.regs[0]!;
       const depthNo = st.frames.length - 1;
@@ -1169,6 +1241,42 @@ export class Checker {
       this.fail(`At program exit the register R0 has smin=${r0.s.smin} smax=${r0.s.smax} should have been in [${range[0]}, ${range[1]}]`);
     }
     return { end: true };
+  }
+
+  /**
+   * bpf_loop: either the loop is over (R0 = unknown, R1-R5 clobbered) or the callback runs once
+   * more in a new frame with R1 = index, R2 = callback_ctx, and comes back to this call.
+   */
+  private loopCall(st: State, insn: SafetyInsn, pc: number): Step {
+    const h = helperFor(HELPER_LOOP, this.prog.progType);
+    if (typeof h === 'string') this.fail(h);
+    const regs = cur(st).regs;
+    this.readReg(st, 1);
+    const fnReg = this.readReg(st, 2);
+    const ctx = this.readReg(st, 3);
+    this.readReg(st, 4);
+    if (fnReg.t !== RT.FUNC) this.fail(`R2 type=${RT_NAME[fnReg.t]} expected=func`);
+    const fn = this.fnAt[fnReg.off]!;
+    const f = this.prog.funcs[fn]!;
+    if (f.global) this.fail('global callback functions are not modelled');
+    if (ctx.t === RT.SCALAR) {
+      if (!isConst(ctx.s) || constValue(ctx.s) !== 0n) this.fail('R3 type=scalar expected=fp');
+      this.markPrecise(st, 3);
+    } else if (ctx.t !== RT.STACK || ctx.nul) this.fail(`R3 type=${RT_NAME[ctx.t]} expected=fp`);
+    if (st.frames.length >= MAX_CALL_FRAMES) this.fail(`the call stack of ${st.frames.length + 1} frames is too deep`);
+    this.calls.add(`${cur(st).fn}>${fn}`);
+    // The callback path.
+    const other = cloneState(st);
+    const frame = newFrame(fn, pc, other.frames.length);
+    frame.cb = true;
+    frame.regs[1] = UNKNOWN_REG;
+    frame.regs[2] = ctx;
+    other.frames.push(frame);
+    // The path after the loop.
+    for (let r = 1; r <= 5; r++) regs[r] = NOT_INIT;
+    regs[0] = UNKNOWN_REG;
+    if (h.pktData) this.clearPkt(st);
+    return { fork: [{ state: st, pc: pc + 1, cp: null }, { state: other, pc: f.start, cp: null, cb: true }] };
   }
 
   private helperCall(st: State, insn: SafetyInsn): void {
@@ -1377,7 +1485,7 @@ export class Checker {
     for (const [pc, list] of states) {
       if (!this.prunePoint[pc]) continue;
       const l = this.explored.get(pc) ?? [];
-      for (const st of list) l.push({ state: st, parent: null, branches: 0, done: true, trail: null, prec: exact });
+      for (const st of list) l.push({ pc, state: st, parent: null, branches: 0, done: true, trail: null, prec: exact });
       this.explored.set(pc, l);
     }
   }

@@ -32,7 +32,88 @@ export function patchedMemOffset(insnOff: number, cv: CoreValue): number | null 
   return cv.memOff;
 }
 
-interface Target { btf: Btf; byName: Map<string, BtfType[]> }
+interface Target { btf: Btf; byName: Map<string, BtfType[]>; enums: Map<number, Enumerator[]> }
+
+/** An enumerator of an ENUM or ENUM64 type (the parsed BTF keeps no enum members). */
+interface Enumerator { name: string; value: bigint }
+
+/** Enumerators of every ENUM/ENUM64 type of raw .BTF bytes, by type id (null if the bytes do not parse). */
+function rawEnums(data: Uint8Array): Map<number, Enumerator[]> | null {
+  if (data.length < 24) return null;
+  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (v.getUint16(0, true) !== 0xeb9f) return null;
+  const hdr = v.getUint32(4, true), typeOff = v.getUint32(8, true), typeLen = v.getUint32(12, true);
+  const strOff = v.getUint32(16, true), strLen = v.getUint32(20, true);
+  if (hdr + typeOff + typeLen > data.length || hdr + strOff + strLen > data.length) return null;
+  const strs = data.subarray(hdr + strOff, hdr + strOff + strLen);
+  const out = new Map<number, Enumerator[]>();
+  let at = hdr + typeOff, id = 1;
+  const end = at + typeLen;
+  while (at + 12 <= end) {
+    const info = v.getUint32(at + 4, true);
+    const kind = (info >>> 24) & 0x1f, vlen = info & 0xffff, signed = info >>> 31 === 1;
+    at += 12;
+    let extra: number;
+    switch (kind) {
+      case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: extra = 4; break;
+      case BTF_KIND.ARRAY: extra = 12; break;
+      case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.DATASEC: extra = 12 * vlen; break;
+      case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: extra = 8 * vlen; break;
+      case BTF_KIND.ENUM64: extra = 12 * vlen; break;
+      case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
+      case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG: extra = 0; break;
+      default: return null;
+    }
+    if (at + extra > end) return null;
+    if (kind === BTF_KIND.ENUM || kind === BTF_KIND.ENUM64) {
+      const list: Enumerator[] = [];
+      const step = kind === BTF_KIND.ENUM ? 8 : 12;
+      for (let i = 0; i < vlen; i++) {
+        const e = at + i * step;
+        const name = cstr(strs, v.getUint32(e, true));
+        let value: bigint;
+        if (kind === BTF_KIND.ENUM) value = signed ? BigInt(v.getInt32(e + 4, true)) : BigInt(v.getUint32(e + 4, true));
+        else {
+          const u = (BigInt(v.getUint32(e + 8, true)) << 32n) | BigInt(v.getUint32(e + 4, true));
+          value = signed ? BigInt.asIntN(64, u) : u;
+        }
+        list.push({ name, value });
+      }
+      out.set(id, list);
+    }
+    at += extra;
+    id++;
+  }
+  return out;
+}
+
+/** Raw .BTF bytes of objects, by their parsed BTF (linkProgram registers them, for enum relocations). */
+const RAW_BTF = new WeakMap<Btf, Map<number, Enumerator[]> | null>();
+export function registerRawBtf(btf: Btf, data: Uint8Array): void {
+  if (!RAW_BTF.has(btf)) RAW_BTF.set(btf, rawEnums(data));
+}
+
+/** ENUMVAL_VALUE: the enumerator's value in the kernel's same-named enum, when every candidate agrees. */
+function enumValue(local: Btf, r: CoreRelo, tgt: Target): CoreValue {
+  const no = (why: string): CoreValue => ({ resolves: false, lo: 0n, hi: 0n, why });
+  const localEnums = RAW_BTF.get(local);
+  const t = local.types[r.typeId];
+  const idx = Number(cstr(local.strings, r.accessStrOff));
+  const e = localEnums?.get(r.typeId)?.[idx];
+  if (!t || !t.name || !e || !Number.isInteger(idx)) return no('CO-RE enum relocation not understood');
+  let value: bigint | null = null;
+  for (const c of tgt.byName.get(essential(t.name)) ?? []) {
+    if (c.kind !== BTF_KIND.ENUM && c.kind !== BTF_KIND.ENUM64) continue;
+    const m = tgt.enums.get(c.id)?.find((x) => essential(x.name) === essential(e.name));
+    if (!m) continue;
+    if (value !== null && value !== m.value) return no('CO-RE enum value is ambiguous');
+    value = m.value;
+  }
+  if (value === null) return no('CO-RE enum value may be missing on this kernel (libbpf would poison the instruction)');
+  // Only plain non-negative 32-bit values: what a 32- or 64-bit move of the immediate gives alike.
+  if (value < 0n || value > 0x7fffffffn) return no('CO-RE enum value out of the modelled range');
+  return { resolves: true, lo: value, hi: value, why: '' };
+}
 let target: Target | null | undefined;
 
 function vmlinux(): Target | null {
@@ -47,7 +128,7 @@ function vmlinux(): Target | null {
       const l = byName.get(t.name);
       if (l) l.push(t); else byName.set(t.name, [t]);
     }
-    target = { btf, byName };
+    target = { btf, byName, enums: rawEnums(readFileSync(path)) ?? new Map() };
   } catch {
     target = null;
   }
@@ -99,6 +180,47 @@ function fieldResolves(local: Btf, rootId: number, spec: number[], tgt: Target):
 const kindClass = (t: BtfType | undefined): number =>
   !t ? -1 : t.kind === BTF_KIND.ENUM || t.kind === BTF_KIND.ENUM64 ? BTF_KIND.INT : t.kind;
 
+/** The local field at `spec` is an int, enum, pointer, struct or union (kinds whose compatibility is a kind match). */
+function plainFinalKind(local: Btf, rootId: number, spec: number[]): boolean {
+  let cur = skipModifiers(local, rootId);
+  for (const idx of spec.slice(1)) {
+    if (!cur) return false;
+    if (composite(cur)) { const m = cur.members[idx]; if (!m) return false; cur = skipModifiers(local, m.type); }
+    else if (cur.kind === BTF_KIND.ARRAY) cur = skipModifiers(local, cur.elemType!);
+    else return false;
+  }
+  return !!cur && [BTF_KIND.INT, BTF_KIND.ENUM, BTF_KIND.ENUM64, BTF_KIND.PTR, BTF_KIND.STRUCT, BTF_KIND.UNION].includes(cur.kind as 1);
+}
+
+/** Some same-named target type has the path's member names (through anonymous members) and array steps. */
+function namedPathExists(local: Btf, rootId: number, spec: number[], tgt: Target): boolean {
+  const root = skipModifiers(local, rootId);
+  if (!root || !root.name) return true; // not understood: assume it may exist
+  const path: (string | null)[] = [];
+  let cur: BtfType | undefined = root;
+  for (const idx of spec.slice(1)) {
+    if (!cur) return true;
+    if (composite(cur)) {
+      const m: BtfType['members'][number] | undefined = cur.members[idx];
+      if (!m) return true;
+      if (m.name) path.push(m.name);
+      cur = skipModifiers(local, m.type);
+    } else if (cur.kind === BTF_KIND.ARRAY) { path.push(null); cur = skipModifiers(local, cur.elemType!); } else return true;
+  }
+  return (tgt.byName.get(essential(root.name)) ?? []).filter((t) => t.kind === root.kind).some((cand) => {
+    let c: BtfType | undefined = cand;
+    for (const step of path) {
+      if (!c) return false;
+      if (step === null) { if (c.kind !== BTF_KIND.ARRAY) return false; c = skipModifiers(tgt.btf, c.elemType!); continue; }
+      if (!composite(c)) return false;
+      const m = findMember(tgt.btf, c, step);
+      if (!m) return false;
+      c = skipModifiers(tgt.btf, m.type);
+    }
+    return true;
+  });
+}
+
 /** A named member of `t`, looked up through anonymous struct/union members as libbpf does. */
 function findMember(btf: Btf, t: BtfType, name: string, depth = 0): { bits: number; bitfield: boolean; type: number } | null {
   if (depth > 8) return null;
@@ -121,19 +243,21 @@ function findMember(btf: Btf, t: BtfType, name: string, depth = 0): { bits: numb
  * kernel's same-named type: what libbpf patches into a relocated load or store. Null when the
  * field is missing, a bitfield, or candidates disagree (libbpf fails on ambiguity too).
  */
-function targetField(local: Btf, rootId: number, spec: number[], tgt: Target): { off: number; size: number; localSize: number; localOff: number } | null {
+function targetField(local: Btf, rootId: number, spec: number[], tgt: Target): { off: number; size: number; localSize: number; localOff: number; bitfield: boolean } | null {
   const root = skipModifiers(local, rootId);
   if (!root || !root.name || !composite(root) || spec[0] !== 0) return null;
   const path: ({ member: string } | { index: number })[] = [];
   let cur: BtfType | undefined = root;
   let curId = rootId;
   let localBits = 0;
-  for (const idx of spec.slice(1)) {
+  const steps = spec.slice(1);
+  for (let si = 0; si < steps.length; si++) {
+    const idx = steps[si]!;
     if (!cur) return null;
     if (composite(cur)) {
       const m: BtfType['members'][number] | undefined = cur.members[idx];
       if (!m) return null;
-      if (cur.kindFlag && m.offset >>> 24 !== 0) return null; // bitfield
+      if (cur.kindFlag && m.offset >>> 24 !== 0 && si !== steps.length - 1) return null; // bitfield inside the path
       localBits += cur.kindFlag ? m.offset & 0xffffff : m.offset;
       if (m.name) path.push({ member: m.name });
       curId = m.type;
@@ -148,19 +272,22 @@ function targetField(local: Btf, rootId: number, spec: number[], tgt: Target): {
     } else return null;
   }
   const localSize = typeSize(local, curId);
-  if (localSize === null || localBits % 8 !== 0) return null;
-  let found: { off: number; size: number } | null = null;
+  if (localSize === null) return null;
+  let found: { off: number; size: number; bitfield: boolean } | null = null;
   for (const cand of (tgt.byName.get(essential(root.name)) ?? []).filter((t) => t.kind === root.kind)) {
     let c: BtfType | undefined = cand;
     let cId = cand.id;
     let bits = 0;
     let ok = true;
-    for (const step of path) {
+    let bitfield = false;
+    for (let pi = 0; pi < path.length; pi++) {
+      const step = path[pi]!;
       if (!c) { ok = false; break; }
       if ('member' in step) {
         if (!composite(c)) { ok = false; break; }
         const m = findMember(tgt.btf, c, step.member);
-        if (!m || m.bitfield) { ok = false; break; }
+        if (!m || (m.bitfield && pi !== path.length - 1)) { ok = false; break; }
+        bitfield = m.bitfield;
         bits += m.bits;
         cId = m.type;
         c = skipModifiers(tgt.btf, m.type);
@@ -173,11 +300,18 @@ function targetField(local: Btf, rootId: number, spec: number[], tgt: Target): {
         c = skipModifiers(tgt.btf, c.elemType!);
       }
     }
-    if (!ok || bits % 8 !== 0) continue;
+    if (!ok) continue;
     const size = typeSize(tgt.btf, cId);
     if (size === null || kindClass(skipModifiers(tgt.btf, cId)) !== kindClass(skipModifiers(local, curId))) continue;
-    if (found && (found.off !== bits / 8 || found.size !== size)) return null;
-    found = { off: bits / 8, size };
+    if (bitfield) {
+      // Bitfields: only their existence and kind are used (libbpf computes the covering load itself).
+      if (found && !found.bitfield) return null;
+      found = { off: -1, size: -1, bitfield: true };
+      continue;
+    }
+    if (bits % 8 !== 0) continue;
+    if (found && (found.bitfield || found.off !== bits / 8 || found.size !== size)) return null;
+    found = { off: bits / 8, size, bitfield: false };
   }
   return found && { ...found, localSize, localOff: localBits / 8 };
 }
@@ -200,7 +334,19 @@ export function coreValue(local: Btf | null, relos: CoreRelo[]): CoreValue {
   if (relos.length !== 1 || !local) return { resolves: false, lo: 0n, hi: 0n, why: 'CO-RE relocation without BTF' };
   const r = relos[0]!;
   const K = CORE_KIND;
-  if (r.kind === K.FIELD_EXISTS || r.kind === K.TYPE_EXISTS || r.kind === K.ENUMVAL_EXISTS || r.kind === K.TYPE_MATCHES || r.kind === K.FIELD_SIGNED) {
+  if (r.kind === K.FIELD_EXISTS) {
+    const tgt = vmlinux();
+    const spec = cstr(local.strings, r.accessStrOff).split(':').map(Number);
+    if (tgt && spec.every((x) => Number.isInteger(x) && x >= 0)) {
+      // No same-named type has the path of member names: libbpf cannot match it either (0).
+      if (!namedPathExists(local, r.typeId, spec, tgt)) return { resolves: true, lo: 0n, hi: 0n, why: '' };
+      // A match with a field of a plainly compatible kind: libbpf finds it too (1).
+      const f = targetField(local, r.typeId, spec, tgt);
+      if (f && plainFinalKind(local, r.typeId, spec)) return { resolves: true, lo: 1n, hi: 1n, why: '' };
+    }
+    return { resolves: true, lo: 0n, hi: 1n, why: '' };
+  }
+  if (r.kind === K.TYPE_EXISTS || r.kind === K.ENUMVAL_EXISTS || r.kind === K.TYPE_MATCHES || r.kind === K.FIELD_SIGNED) {
     if (r.kind === K.FIELD_SIGNED) return resolvesField(local, r, 0n, 1n);
     return { resolves: true, lo: 0n, hi: 1n, why: '' };
   }
@@ -212,13 +358,26 @@ export function coreValue(local: Btf | null, relos: CoreRelo[]): CoreValue {
       const spec = cstr(local.strings, r.accessStrOff).split(':').map(Number);
       const f = spec.every((x) => Number.isInteger(x) && x >= 0) ? targetField(local, r.typeId, spec, tgt) : null;
       // Loads and stores need the exact offset, and libbpf changes their size when the field's differs: k2 requires it not to.
-      if (f && f.size === f.localSize) return { resolves: true, lo: 0n, hi: 0x7fffffffn, why: '', memOff: f.off, localOff: f.localOff };
+      if (f && !f.bitfield && f.localOff === Math.floor(f.localOff)) {
+        const off = BigInt(f.off);
+        // Loads and stores get the offset patched in; their size too when the field's differs (k2 requires it not to).
+        return f.size === f.localSize
+          ? { resolves: true, lo: off, hi: off, why: '', memOff: f.off, localOff: f.localOff }
+          : { resolves: true, lo: off, hi: off, why: '' };
+      }
       return resolvesField(local, r, 0n, 0x7fffffffn);
     }
-    case K.FIELD_BYTE_SIZE: return resolvesField(local, r, 0n, 0x7fffffffn);
+    case K.FIELD_BYTE_SIZE: {
+      const spec = cstr(local.strings, r.accessStrOff).split(':').map(Number);
+      const f = spec.every((x) => Number.isInteger(x) && x >= 0) ? targetField(local, r.typeId, spec, tgt) : null;
+      // A bitfield's byte size is that of the load libbpf picks to cover it: 1, 2, 4 or 8.
+      if (f) return f.bitfield ? { resolves: true, lo: 1n, hi: 8n, why: '' } : { resolves: true, lo: BigInt(f.size), hi: BigInt(f.size), why: '' };
+      return resolvesField(local, r, 0n, 0x7fffffffn);
+    }
     case K.FIELD_LSHIFT_U64: case K.FIELD_RSHIFT_U64: return resolvesField(local, r, 0n, 63n);
     case K.TYPE_ID_TARGET: case K.TYPE_SIZE:
       return typeResolves(local, r.typeId, tgt) ? { resolves: true, lo: 0n, hi: 0x7fffffffn, why: '' } : { resolves: false, lo: 0n, hi: 0n, why: 'CO-RE type may be missing on this kernel' };
+    case K.ENUMVAL_VALUE: return enumValue(local, r, tgt);
     default:
       return { resolves: false, lo: 0n, hi: 0n, why: `CO-RE relocation kind ${r.kind} is not modelled` };
   }

@@ -6,7 +6,7 @@ import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, t
 import { STB, STT, symBind, symType } from '../elf/types.js';
 import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
 import { funcProtoParams } from './btfparams.js';
-import { coreValue, patchedMemOffset, type CoreValue } from './core.js';
+import { coreValue, patchedMemOffset, registerRawBtf, type CoreValue } from './core.js';
 
 /** A map as the verifier sees it (global data sections are single-element array maps). */
 export interface MapInfo {
@@ -33,6 +33,8 @@ export type LdImm =
   | { kind: 'const'; value: bigint }
   | { kind: 'map'; map: MapInfo }
   | { kind: 'value'; map: MapInfo; off: number }
+  | { kind: 'func'; start: number } // BPF_PSEUDO_FUNC: a callback, by the linear index of its first instruction
+  | { kind: 'funcref'; section: string; index: number } // a relocation to code (made a 'func' when linked)
   | { kind: 'unsupported'; why: string };
 
 /** BTF-derived argument kinds of a global function (verified on its own by the kernel). */
@@ -160,7 +162,15 @@ export function objectMaps(obj: BpfObject): MapResolver {
       }
       // Legacy maps section addressed through the section symbol plus an offset.
       const secName = obj.elf.sections[sym.shndx]?.name;
-      if (obj.code.some((c) => c.shndx === sym.shndx)) return { kind: 'unsupported', why: 'callback function pointers are not modelled' };
+      const code = obj.code.find((c) => c.shndx === sym.shndx);
+      if (code) {
+        // libbpf turns this into a BPF_PSEUDO_FUNC load of the function at that byte offset.
+        let slots = (Number(sym.value) + insn.imm) / 8;
+        let idx = 0;
+        while (slots > 0 && idx < code.insns.length) { slots -= code.insns[idx]!.code === LD_IMM64 ? 2 : 1; idx++; }
+        if (slots !== 0) return { kind: 'unsupported', why: 'callback address is not an instruction' };
+        return { kind: 'funcref', section: code.name, index: idx };
+      }
       if (secName === 'maps' || secName === '.maps') {
         const byOff = obj.maps.filter((m) => m.section === secName).find((m) => obj.elf.symbols[m.sym] && obj.elf.symbols[m.sym]!.value === sym.value + BigInt(insn.imm));
         if (byOff) return this.resolve({ ...insn, reloc: { sym: byOff.sym, type: r.type }, imm: 0 });
@@ -228,6 +238,8 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
     if (!m) { m = labelIndex(s); labelMaps.set(s.name, m); }
     return m;
   };
+  const rawBtf = obj.btf && obj.elf.sections.find((s) => s.name === '.BTF');
+  if (obj.btf && rawBtf) registerRawBtf(obj.btf, rawBtf.data);
   const entrySec = secs.get(prog.section)!;
   const entryStart = labelsOf(entrySec).get(prog.entry) ?? 0;
   const order: FuncSrc[] = [funcRange(obj, entrySec, labelsOf(entrySec), entryStart)];
@@ -248,7 +260,13 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
     const f = funcRange(obj, s, labelsOf(s), start);
     f.global = globalOf(s, start);
     return f;
-  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license), undefined, obj.btf);
+  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license), undefined, obj.btf, (sec, index) => {
+    const s = secs.get(sec);
+    if (!s || index < 0 || index >= s.insns.length) return null;
+    const f = funcRange(obj, s, labelsOf(s), index);
+    f.global = globalOf(s, index);
+    return f;
+  });
 }
 
 /** A program from hand-built instructions in one section (tests, synthesizer candidates). */
@@ -258,7 +276,7 @@ export function rawProgram(insns: IrInsn[], opts: { progType: string; maps?: Map
   // Without symbols, functions are the entry plus every pseudo-call target.
   const starts = new Set<number>([0]);
   insns.forEach((insn, i) => {
-    if (insn.code === (CLASS.JMP | JMP.CALL) && insn.src === CALL_PSEUDO) {
+    if ((insn.code === (CLASS.JMP | JMP.CALL) && insn.src === CALL_PSEUDO) || (insn.code === LD_IMM64 && insn.src === PSEUDO.FUNC)) {
       const t = insn.callee ? labels.get(insn.callee.label) : i + 1 + insn.imm;
       if (t !== undefined) starts.add(t);
     }
@@ -283,6 +301,7 @@ function link(
   gpl: boolean,
   byIndex?: (start: number) => FuncSrc,
   btf: Btf | null = null,
+  funcAt?: (section: string, index: number) => FuncSrc | null,
 ): SafetyProgram {
   const insns: SafetyInsn[] = [];
   const origin: SafetyProgram['origin'] = [];
@@ -290,6 +309,7 @@ function link(
   const problems: SafetyProgram['problems'] = [];
   const placed = new Map<string, number>(); // "section:start" -> linear start
   const pendingCalls: { at: number; key: string }[] = [];
+  const pendingFuncs: { at: number; key: string }[] = [];
   for (let k = 0; k < order.length; k++) {
     const f = order[k]!;
     const base = insns.length;
@@ -317,8 +337,29 @@ function link(
           pendingCalls.push({ at, key });
         }
       } else if (src.code === LD_IMM64) {
-        if (src.src === PSEUDO.FUNC || src.callee) insn.ld = { kind: 'unsupported', why: 'callback function pointers are not modelled' };
-        else insn.ld = resolver.resolve(src);
+        if (src.src === PSEUDO.FUNC || src.callee) {
+          // A callback function: linked in like a callee.
+          let callee: FuncSrc | null = null;
+          if (src.callee) callee = lookup(src.callee.section, src.callee.label);
+          else if (byIndex && src.src === PSEUDO.FUNC) callee = byIndex(i + 1 + src.imm);
+          insn.ld = { kind: 'unsupported', why: 'callback function not found' };
+          if (callee) {
+            const key = `${callee.sec.name}:${callee.start}`;
+            if (!placed.has(key) && !order.some((o) => `${o.sec.name}:${o.start}` === key)) order.push(callee);
+            pendingFuncs.push({ at, key });
+          }
+        } else {
+          insn.ld = resolver.resolve(src);
+          if (insn.ld.kind === 'funcref') {
+            const callee = funcAt ? funcAt(insn.ld.section, insn.ld.index) : null;
+            insn.ld = { kind: 'unsupported', why: 'callback function not found' };
+            if (callee) {
+              const key = `${callee.sec.name}:${callee.start}`;
+              if (!placed.has(key) && !order.some((o) => `${o.sec.name}:${o.start}` === key)) order.push(callee);
+              pendingFuncs.push({ at, key });
+            }
+          }
+        }
       }
       if (src.core?.length) {
         insn.coreVal = coreValue(btf, src.core);
@@ -334,5 +375,9 @@ function link(
     }
   }
   for (const c of pendingCalls) insns[c.at]!.tgt = placed.get(c.key) ?? -1;
+  for (const c of pendingFuncs) {
+    const start = placed.get(c.key);
+    if (start !== undefined) insns[c.at]!.ld = { kind: 'func', start };
+  }
   return { insns, funcs, progType, attach: order[0]!.sec.name, gpl, origin, problems };
 }

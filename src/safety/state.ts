@@ -6,9 +6,10 @@ import type { MapInfo } from './program.js';
 /** Register types (enum bpf_reg_type, the subset k2 models). */
 export const RT = {
   NOT_INIT: 0, SCALAR: 1, CTX: 2, STACK: 3, PKT: 4, PKT_META: 5, PKT_END: 6, MAP_VALUE: 7, MAP_PTR: 8, MEM: 9,
+  FUNC: 10, // PTR_TO_FUNC (a callback); `off` is its first instruction
 } as const;
 export type RegType = (typeof RT)[keyof typeof RT];
-export const RT_NAME = ['?', 'scalar', 'ctx', 'fp', 'pkt', 'pkt_meta', 'pkt_end', 'map_value', 'map_ptr', 'mem'];
+export const RT_NAME = ['?', 'scalar', 'ctx', 'fp', 'pkt', 'pkt_meta', 'pkt_end', 'map_value', 'map_ptr', 'mem', 'func'];
 
 export interface Reg {
   readonly t: RegType;
@@ -49,6 +50,8 @@ export interface Frame {
   stack: (Slot | undefined)[]; // slot k covers bytes [-8k - 8, -8k) below the frame pointer; grows on demand
   callsite: number; // index of the call instruction in the caller (-1 for the entry frame)
   fn: number; // index in SafetyProgram.funcs
+  /** A callback frame (bpf_loop): its exit goes back to the helper call, which may call it again. */
+  cb?: boolean;
 }
 
 export interface State {
@@ -63,7 +66,7 @@ export function newFrame(fn: number, callsite: number, frameNo: number): Frame {
 }
 
 export const cloneState = (s: State): State => ({
-  frames: s.frames.map((f) => ({ regs: f.regs.slice(), stack: f.stack.slice(), callsite: f.callsite, fn: f.fn })),
+  frames: s.frames.map((f) => (f.cb ? { regs: f.regs.slice(), stack: f.stack.slice(), callsite: f.callsite, fn: f.fn, cb: true } : { regs: f.regs.slice(), stack: f.stack.slice(), callsite: f.callsite, fn: f.fn })),
   refs: s.refs.slice(),
 });
 
@@ -181,7 +184,7 @@ export function subsumes(old: State, cs: State, prec?: Precision | null): boolea
   if (old.frames.length !== cs.frames.length || old.refs.length !== cs.refs.length) return false;
   for (let f = 0; f < old.frames.length; f++) {
     const of = old.frames[f]!, cf = cs.frames[f]!;
-    if (of.callsite !== cf.callsite || of.fn !== cf.fn) return false;
+    if (of.callsite !== cf.callsite || of.fn !== cf.fn || !of.cb !== !cf.cb) return false;
   }
   const ids = new IdMap();
   const p = prec && !prec.exact ? prec : null;

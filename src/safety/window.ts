@@ -17,7 +17,7 @@ import { Checker, Unsafe, type CheckOptions } from './check.js';
 import { coreValue, patchedMemOffset } from './core.js';
 import type { Btf } from '../elf/btf.js';
 import { linkProgram, objectMaps, type MapResolver, type SafetyInsn, type SafetyProgram } from './program.js';
-import { cloneState, subsumes, type State } from './state.js';
+import { RT, cloneState, mapAllRegs, subsumes, type State } from './state.js';
 
 export interface WindowSite {
   start: number; // linear index of the first instruction of the window
@@ -34,9 +34,10 @@ export interface WindowVerdict {
   downstream: number;
 }
 
+/** Jumps, exits, calls of functions and callback-calling helpers (bpf_loop) end straight-line code. */
 const isControl = (i: IrInsn): boolean => {
   const c = opClass(i.code);
-  return (c === CLASS.JMP || c === CLASS.JMP32) && !(jmpOp(i.code) === JMP.CALL && i.src === 0);
+  return (c === CLASS.JMP || c === CLASS.JMP32) && !(jmpOp(i.code) === JMP.CALL && i.src === 0 && i.imm !== 181);
 };
 
 /** Every window of `len` instructions the checker accepts: straight-line, no jump target inside. */
@@ -146,10 +147,15 @@ export class WindowChecker {
     const c = new Checker(spliced, this.opts);
     const base = this.base!;
     c.startIdsAfter(base.lastId);
+    // Instruction indices held by states (call sites, callback pointers) move with the code after the window.
     const remap = (st: State): State => {
-      if (delta === 0 || !st.frames.some((f) => f.callsite >= site.end)) return st;
+      if (delta === 0) return st;
+      let func = false;
+      mapAllRegs(st, (q) => { if (q.t === RT.FUNC && q.off >= site.end) func = true; return undefined; });
+      if (!func && !st.frames.some((f) => f.callsite >= site.end)) return st;
       const n = cloneState(st);
       for (const f of n.frames) if (f.callsite >= site.end) f.callsite += delta;
+      if (func) mapAllRegs(n, (q) => (q.t === RT.FUNC && q.off >= site.end ? { ...q, off: q.off + delta } : undefined));
       return n;
     };
     const exits = site.exits.map(remap);
@@ -204,6 +210,13 @@ export class WindowChecker {
     // call of a function containing the window reaches the window. Treat whole functions as
     // reaching when they contain a reaching instruction (conservative).
     const reach = new Uint8Array(insns.length);
+    // Callbacks (bpf_loop) come back to their helper call from anywhere: no instruction is known
+    // not to reach the window then.
+    if (insns.some((i) => i.code === (CLASS.JMP | JMP.CALL) && i.src === 0 && i.imm === 181)) {
+      reach.fill(1);
+      this.canReach.set(target, reach);
+      return reach;
+    }
     const todo = [target];
     reach[target] = 1;
     while (todo.length) {
@@ -223,7 +236,15 @@ export class WindowChecker {
     const shift = (i: number) => (i >= site.end ? i + delta : i);
     const repl: SafetyInsn[] = replacement.map((r) => {
       const s: SafetyInsn = { ...r, tgt: -1 };
-      if (r.code === LD_IMM64) s.ld = this.resolver.resolve(r);
+      if (r.code === LD_IMM64) {
+        s.ld = this.resolver.resolve(r);
+        if (s.ld.kind === 'funcref') {
+          // A callback: the function already linked at that place of its section.
+          const ref = s.ld;
+          const at = p.origin.findIndex((o) => o.section === ref.section && o.index === ref.index);
+          s.ld = at >= 0 && p.funcs.some((f) => f.start === at) ? { kind: 'func', start: at } : { kind: 'unsupported', why: 'callback function not linked' }; // shifted below
+        }
+      }
       if (r.core?.length) {
         s.coreVal = coreValue(this.btf, r.core);
         const c = opClass(r.code);
@@ -235,7 +256,10 @@ export class WindowChecker {
       }
       return s;
     });
-    const insns = [...p.insns.slice(0, site.start), ...repl, ...p.insns.slice(site.end)].map((i) => (i.tgt >= 0 ? { ...i, tgt: shift(i.tgt) } : i));
+    const insns = [...p.insns.slice(0, site.start), ...repl, ...p.insns.slice(site.end)].map((i) => {
+      if (i.ld?.kind === 'func' && i.ld.start >= site.end) return { ...i, ld: { kind: 'func' as const, start: shift(i.ld.start) } };
+      return i.tgt >= 0 ? { ...i, tgt: shift(i.tgt) } : i;
+    });
     const origin = [...p.origin.slice(0, site.start), ...repl.map((_, k) => ({ section: p.origin[site.start]?.section ?? '?', index: (p.origin[site.start]?.index ?? 0) + k })), ...p.origin.slice(site.end)];
     const funcs = p.funcs.map((f) => ({ ...f, start: shift(f.start), end: f.end >= site.end ? f.end + delta : f.end }));
     return { ...p, insns, origin, funcs };
