@@ -27,6 +27,7 @@ export async function shutdownZ3(): Promise<void> {
   if (!handle) return;
   const h = await handle;
   handle = null;
+  await queue.catch(() => undefined); // let an interrupted query unwind before its thread is killed
   try {
     await (await import('z3-solver')).killThreads(h.api.em);
   } catch {
