@@ -1,6 +1,7 @@
 // Optimizer benchmark: slots before/after, time to optimize, SMT query ms, kernel test-run ns/packet
 // before/after, for the fixtures and for corpus objects that load on this machine.
-// Run: npm run bench [-- --budget-ms N] (prints a Markdown table; the README shows the latest).
+// Run: npm run bench [-- --budget-ms N --corpus N --per-dir N --max-slots N] (prints a Markdown
+// table; the README shows the latest).
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { readObject, objectBytes, TEST_RUN_PACKET_TYPES } from '../src/ir/index.js';
@@ -15,6 +16,8 @@ const arg = (name: string, dflt: number) => {
 };
 const budgetMs = arg('--budget-ms', 10000);
 const corpusCount = arg('--corpus', 6);
+const perDir = arg('--per-dir', 2); // a spread over the corpus's projects, not just its first folder
+const maxSlots = arg('--max-slots', 1500);
 
 function* walk(d: string): Generator<string> {
   for (const f of readdirSync(d).sort()) {
@@ -49,14 +52,16 @@ async function main(): Promise<void> {
   const corpus = resolve(repo, '../shared/corpus/ebpf-samples');
   if (kernel) {
     let picked = 0;
+    const inDir = new Map<string, number>();
     for (const f of walk(corpus)) {
-      if (picked >= corpusCount || f.includes('/invalid/')) continue;
+      const dir = relative(corpus, f).split('/')[0]!;
+      if (picked >= corpusCount || f.includes('/invalid/') || (inDir.get(dir) ?? 0) >= perDir) continue;
       try {
         const o = readObject(f);
         const slots = o.code.reduce((n, s) => n + s.insns.length, 0);
-        if (slots > 400 || !o.programs.some((p) => TEST_RUN_PACKET_TYPES.has(p.progType))) continue;
+        if (slots > maxSlots || slots < 20 || !o.programs.some((p) => TEST_RUN_PACKET_TYPES.has(p.progType))) continue;
         const v = await verifyObject(f);
-        if (v.programs.length && v.programs.every((p) => p.accepted)) { files.push(f); picked++; }
+        if (v.programs.length && v.programs.every((p) => p.accepted)) { files.push(f); picked++; inDir.set(dir, (inDir.get(dir) ?? 0) + 1); }
       } catch { /* not usable here */ }
     }
   }

@@ -4,7 +4,7 @@
 // rewrite may drop a zero-extension or mask that clang repeats after a join point.
 import { ALU, CLASS, LD_IMM64, MODE, SIZE, SRC_X, aluOp, imm64, memMode, opClass, srcBit } from '../isa/index.js';
 import type { CodeSection } from '../ir/types.js';
-import { successors } from './cfg.js';
+import { forwardRegs } from './dataflow.js';
 import { defUse } from './defuse.js';
 
 const ALL = (1n << 64n) - 1n;
@@ -74,31 +74,5 @@ function transfer(insn: CodeSection['insns'][number], inState: NonzeroBits): Non
 
 /** nonzeroIn[i]: per register, the bits that may be set when instruction i starts. */
 export function nonzeroBitsIn(sec: CodeSection): NonzeroBits[] {
-  const n = sec.insns.length;
-  const succ = successors(sec);
-  const preds = new Array(n).fill(0);
-  succ.forEach((ss) => ss.forEach((s) => preds[s]++));
-  const state: (NonzeroBits | null)[] = new Array(n).fill(null);
-  const unknown: NonzeroBits = new Array(11).fill(ALL);
-  const work: number[] = [];
-  for (let i = 0; i < n; i++) {
-    // entries: the section start, code nothing falls or jumps into (functions called from elsewhere)
-    if (i === 0 || preds[i] === 0 || (sec.insns[i]!.labels?.length && sec.insns[i]!.funcInfo)) {
-      state[i] = unknown;
-      work.push(i);
-    }
-  }
-  while (work.length) {
-    const i = work.pop()!;
-    const out = transfer(sec.insns[i]!, state[i]!);
-    for (const s of succ[i]!) {
-      const cur = state[s];
-      const merged = cur === null ? out : cur.map((v, r) => v | out[r]!);
-      if (cur === null || merged.some((v, r) => v !== cur[r])) {
-        state[s] = merged;
-        work.push(s);
-      }
-    }
-  }
-  return state.map((s) => s ?? unknown);
+  return forwardRegs(sec, new Array(11).fill(ALL), (i, before) => transfer(sec.insns[i]!, before), (a, b) => a | b);
 }

@@ -3,13 +3,11 @@
 // on values established before the window.
 import { ALU, CLASS, LD_IMM64, SRC_X, aluOp, imm64, opClass, srcBit } from '../isa/index.js';
 import type { CodeSection } from '../ir/types.js';
-import { successors } from './cfg.js';
+import { forwardRegs } from './dataflow.js';
 import { defUse } from './defuse.js';
 
 /** Per register: a known unsigned 64-bit value, or undefined (unknown). r10 is never a constant. */
 export type ConstRegs = (bigint | undefined)[];
-
-const UNSEEN = null;
 
 function transfer(sec: CodeSection, i: number, inState: ConstRegs): ConstRegs {
   const insn = sec.insns[i]!;
@@ -31,31 +29,6 @@ function transfer(sec: CodeSection, i: number, inState: ConstRegs): ConstRegs {
 
 /** constsIn[i]: registers with a known constant value when instruction i starts. */
 export function constantsIn(sec: CodeSection): ConstRegs[] {
-  const n = sec.insns.length;
-  const succ = successors(sec);
-  const preds = new Array(n).fill(0);
-  succ.forEach((ss) => ss.forEach((s) => preds[s]++));
-  const state: (ConstRegs | null)[] = new Array(n).fill(UNSEEN);
   const unknown: ConstRegs = new Array(11).fill(undefined);
-  // Entries: the section start, instructions nothing jumps to or falls into (called functions).
-  const work: number[] = [];
-  for (let i = 0; i < n; i++) {
-    if (i === 0 || preds[i] === 0 || (sec.insns[i]!.labels?.length && sec.insns[i]!.funcInfo)) {
-      state[i] = unknown;
-      work.push(i);
-    }
-  }
-  while (work.length) {
-    const i = work.pop()!;
-    const out = transfer(sec, i, state[i]!);
-    for (const s of succ[i]!) {
-      const cur = state[s];
-      const merged = cur === UNSEEN ? out : cur.map((v, r) => (v !== undefined && v === out[r] ? v : undefined));
-      if (cur === UNSEEN || merged.some((v, r) => v !== cur[r])) {
-        state[s] = merged;
-        work.push(s);
-      }
-    }
-  }
-  return state.map((s) => s ?? unknown);
+  return forwardRegs(sec, unknown, (i, before) => transfer(sec, i, before), (a, b) => (a !== undefined && a === b ? a : undefined));
 }
