@@ -24,6 +24,8 @@ export interface RunOptions {
   cpu?: number;
   /** Seed of bpf_get_prandom_u32. */
   seed?: number;
+  /** Results of side-effect-free helper calls, `h<id>#<n>` → value of the n-th call (replaying a counterexample). */
+  helperResults?: Map<string, bigint>;
   /** Uninitialised stack reads: fault (default) or read zeros. */
   uninitStack?: 'fault' | 'zero';
   /** Snapshot maps into the outcome (default true). */
@@ -149,6 +151,8 @@ export class Runner {
     m.clock = 0n;
     m.cpu = opts.cpu ?? 0;
     m.prng = (opts.seed ?? 0x2545f491) | 0 || 1;
+    m.helperResults = opts.helperResults ?? null;
+    m.helperCalls.clear();
     m.uninitStack = opts.uninitStack ?? 'fault';
     m.lo.fill(0);
     m.hi.fill(0);

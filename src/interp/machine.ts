@@ -91,6 +91,9 @@ export class Machine {
   /** Extra state helpers keep between calls of one run (e.g. seeded PRNG, clock). */
   prng = 1;
   clock = 0n;
+  /** Results to give helper calls instead of computing them: `h<id>#<n>` = the n-th call of helper id (counterexample replay). */
+  helperResults: Map<string, bigint> | null = null;
+  helperCalls = new Map<number, number>();
   /** Context of the run for helpers (helpers.ts HelperContext / HelperState). */
   hc: unknown = null;
   hs: unknown = null;
@@ -313,6 +316,12 @@ export class Machine {
             const fn = this.helpers[id];
             if (!fn) throw new Unmodelled(`helper ${id}${HELPER_NAMES[id] ? ` (${HELPER_NAMES[id]})` : ''} is not modelled`);
             fn(this);
+            if (this.helperResults) {
+              const n = this.helperCalls.get(id) ?? 0;
+              this.helperCalls.set(id, n + 1);
+              const v = this.helperResults.get(`h${id}#${n}`);
+              if (v !== undefined) this.setRegBig(0, v);
+            }
             if (this.pendingJump >= 0) {
               pc = this.pendingJump;
               this.pendingJump = -1;

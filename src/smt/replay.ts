@@ -90,8 +90,11 @@ export function replayPrograms(a: BpfObject, pa: ProgramRef, b: BpfObject, pb: P
   const ma = ra.initialMaps(), mb = rb.initialMaps();
   setMaps(ma, cex);
   setMaps(mb, cex);
-  const oa = run(ra.unit, pa.name, pa.progType, { ...input, packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, ma);
-  const ob = run(rb.unit, pb.name, pb.progType, { ...input, packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, mb);
+  // results of the checker's "source" helpers (clock, random numbers, ids), call by call
+  const helperResults = new Map<string, bigint>();
+  for (const [k, v] of Object.entries(cex.helpers)) if (/^h\d+#\d+$/.test(k)) helperResults.set(k, BigInt(v.startsWith('0x') ? v : `0x${v}`));
+  const oa = run(ra.unit, pa.name, pa.progType, { ...input, packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, ma, { helperResults });
+  const ob = run(rb.unit, pb.name, pb.progType, { ...input, packet: input.packet.slice(), ...(input.ctx ? { ctx: input.ctx.slice() } : {}) }, mb, { helperResults });
   const d = compareOutcomes(oa, ob, { effects: true });
   const r0 = oa.status === 'exit' && ob.status === 'exit' && oa.r0 !== ob.r0;
   return { reproduced: d !== null || r0, what: d?.field ?? (r0 ? 'r0' : null), a: oa, b: ob };
