@@ -7,3 +7,4 @@ try {
   process.stderr.write(`k2-clang: ${e.message}\n`);
   process.exitCode = typeof e.exitCode === 'number' ? e.exitCode : 70;
 }
+process.exit(process.exitCode ?? 0); // Z3's worker threads would keep the process alive

@@ -4,7 +4,6 @@ import { classifyClangArgs, runClang } from '../toolchain/index.js';
 import { relinkFile } from '../driver/index.js';
 import { optimizeFile } from '../driver/optimize.js';
 import { loadConfig } from '../config/index.js';
-import { shutdownZ3 } from '../smt/index.js';
 import { K2Error } from '../util/errors.js';
 
 /**
@@ -29,7 +28,6 @@ export async function cc(args: string[]): Promise<number> {
       process.stderr.write(`k2: warning: ${msg}; kept clang's output\n`);
     }
   }
-  if (config.optimize) await shutdownZ3();
   return 0;
 }
 

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { readObject } from '../ir/index.js';
-import { checkObjects, shutdownZ3, type CheckOptions } from '../smt/index.js';
+import { checkObjects, type CheckOptions } from '../smt/index.js';
 import { EXIT, K2Error } from '../util/errors.js';
 import { action, printJson, table } from './common.js';
 
@@ -48,7 +48,7 @@ Exit codes: 0 equivalent, 1 different (a counterexample is printed), 4 unknown (
         fastPaths: !off.has('fast-paths'),
         ...(opts.section !== undefined ? { section: opts.section } : {}),
       };
-      try {
+      {
         const r = await checkObjects(objA, objB, o);
         if (opts.json) {
           printJson({
@@ -64,8 +64,6 @@ Exit codes: 0 equivalent, 1 different (a counterexample is printed), 4 unknown (
           if (r.counterexample) process.stdout.write(`counterexample: ${JSON.stringify(r.counterexample.difference)}\n`);
         }
         return r.equivalent === true ? EXIT.OK : r.equivalent === false ? EXIT.NEGATIVE : EXIT.UNKNOWN;
-      } finally {
-        await shutdownZ3();
       }
     }));
 }

@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { EXIT_CODES_HELP } from './common.js';
 import { commands } from './commands.js';
 
+/** Runs one command. The caller exits the process afterwards (Z3's worker threads keep it alive). */
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
   program

@@ -59,6 +59,7 @@ export function makeTest(window: readonly Insn[], input: WinState): TestCase | n
 
 /** Bytes on which two stacks differ (compared a word at a time). */
 function stackDifference(a: Uint8Array, b: Uint8Array): number {
+  if (a === b) return 0;
   const wa = new Int32Array(a.buffer, a.byteOffset, STACK_SIZE / 4), wb = new Int32Array(b.buffer, b.byteOffset, STACK_SIZE / 4);
   let n = 0;
   for (let w = 0; w < wa.length; w++) {

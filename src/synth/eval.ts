@@ -17,6 +17,9 @@ export interface WinState {
   wroteStack?: boolean;
   /** Bytes written outside the stack, by address (absent until the first such store). */
   written?: Map<bigint, number>;
+  /** `stack` / `written` are still another state's (copied on the first store: clones are cheap). */
+  sharedStack?: boolean;
+  sharedWritten?: boolean;
 }
 
 /** The byte at a non-stack address: read-only, the same for the original and every candidate. */
@@ -87,11 +90,19 @@ const outsideByte = (st: WinState, addr: bigint): number => st.written?.get(addr
 function store(st: WinState, addr: bigint, size: number, v: bigint): void {
   const i = stackIndex(addr, size);
   if (i === null) {
+    if (st.sharedWritten) {
+      st.written = new Map(st.written);
+      st.sharedWritten = false;
+    }
     st.written ??= new Map();
     for (let k = 0; k < size; k++) st.written.set((addr + BigInt(k)) & M64, Number((v >> BigInt(8 * k)) & 0xffn));
     return;
   }
   st.wroteStack = true;
+  if (st.sharedStack) {
+    st.stack = st.stack.slice();
+    st.sharedStack = false;
+  }
   for (let k = 0; k < size; k++) st.stack[i + k] = Number((v >> BigInt(8 * k)) & 0xffn);
 }
 
@@ -132,11 +143,14 @@ export function evalWindow(insns: readonly Insn[], st: WinState): void {
   }
 }
 
-export const cloneState = (s: WinState): WinState => ({ regs: [...s.regs], stack: s.stack.slice(), memSeed: s.memSeed, ...(s.written ? { written: new Map(s.written) } : {}) });
+/** A copy of `s` (memory copied lazily, on the copy's first store: only `store` writes memory). */
+export const cloneState = (s: WinState): WinState => ({
+  regs: [...s.regs], stack: s.stack, sharedStack: true, memSeed: s.memSeed, ...(s.written ? { written: s.written, sharedWritten: true } : {}),
+});
 
 /** Bytes outside the stack on which two end states disagree (either side wrote them). */
 export function outsideDifference(a: WinState, b: WinState): number {
-  if (!a.written && !b.written) return 0;
+  if (a.written === b.written) return 0; // neither wrote (or both still share one map)
   let n = 0;
   const addrs = new Set<bigint>([...(a.written?.keys() ?? []), ...(b.written?.keys() ?? [])]);
   for (const x of addrs) if (outsideByte(a, x) !== outsideByte(b, x)) n++;
