@@ -232,3 +232,17 @@ test('bpf_loop: the callback runs in its own frame with R1 = index, R2 = ctx, an
   const twice = cb([ldx(SIZE.DW, 3, 2, 0), jmp(JMP.JNE, 3, 0, 'bad'), st(SIZE.DW, 2, 0, 1), mov64(0, 0), exit(), label('bad', ldx(SIZE.DW, 0, 3, 0)), exit()]);
   t.false(xdp([...caller(stackCtx), ...twice]).safe, 'a later call reads the 1 the first one stored and dereferences it');
 });
+
+test('for_each_map_elem: the callback gets the map, a read-only key, the value and the context', (t) => {
+  const ldFunc = (d: number, l: string): IrInsn => ({ code: LD_IMM64, dst: d, src: PSEUDO.FUNC, off: 0, imm: 0, imm2: 0, callee: { section: 'raw', label: 'cb' } });
+  const prog = (body: IrInsn[], maps = [rawMap(MAP_TYPE.HASH, 4, 16)]) => xdp([
+    ldMap(1, 0), ldFunc(2, 'cb'), mov64(3, 0), mov64(4, 0), call(164), mov64(0, 2), exit(),
+    label('cb', body[0]!), ...body.slice(1),
+  ], maps);
+  t.true(prog([ldx(SIZE.W, 5, 2, 0), stx(SIZE.DW, 3, 5, 8), mov64(0, 0), exit()]).safe, 'reads the key, writes the value');
+  t.false(prog([st(SIZE.W, 2, 0, 1), mov64(0, 0), exit()]).safe, 'writes the key');
+  t.false(prog([ldx(SIZE.W, 5, 2, 4), mov64(0, 0), exit()]).safe, 'reads past the 4-byte key');
+  t.false(prog([ldx(SIZE.DW, 5, 3, 16), mov64(0, 0), exit()]).safe, 'reads past the 16-byte value');
+  t.false(prog([movr(0, 5), exit()]).safe, 'R5 is not an argument');
+  t.false(prog([mov64(0, 0), exit()], [rawMap(MAP_TYPE.PERF_EVENT_ARRAY, 4, 4)]).safe, 'a map without elements to visit');
+});

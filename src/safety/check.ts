@@ -16,7 +16,7 @@ import {
 } from './state.js';
 import { ctxAccess, ldAbsAllowed, pktAccessAllowed, returnRange, supportedProgType } from './ctx.js';
 import { helperFor, mapAllowedFor, type ArgKind } from './helpers.js';
-import { MAP_TYPE, type GlobalArg, type SafetyInsn, type SafetyProgram } from './program.js';
+import { MAP_TYPE, type GlobalArg, type MapInfo, type SafetyInsn, type SafetyProgram } from './program.js';
 import { liveness } from './liveness.js';
 
 export class Unsafe extends Error {
@@ -52,7 +52,19 @@ const MAX_PACKET_OFF = 0xffff;
 const MAX_CALL_FRAMES = 8;
 const MAX_STATES_PER_INSN = 64;
 const HELPER_LOOP = 181; // bpf_loop(nr_loops, callback_fn, callback_ctx, flags)
-const isLoopCall = (i: SafetyInsn): boolean => i.code === (CLASS.JMP | JMP.CALL) && i.src === CALL_HELPER && i.imm === HELPER_LOOP;
+const HELPER_FOR_EACH = 164; // bpf_for_each_map_elem(map, callback_fn, callback_ctx, flags)
+/** Helpers that call a callback (maybe many times); they come back to the helper call after each. */
+const isCallbackHelper = (imm: number): boolean => imm === HELPER_LOOP || imm === HELPER_FOR_EACH;
+const isLoopCall = (i: SafetyInsn): boolean => i.code === (CLASS.JMP | JMP.CALL) && i.src === CALL_HELPER && isCallbackHelper(i.imm);
+/** Maps with a for-each iterator (map_for_each_callback). */
+const FOR_EACH_MAPS: number[] = [MAP_TYPE.HASH, MAP_TYPE.PERCPU_HASH, MAP_TYPE.LRU_HASH, MAP_TYPE.LRU_PERCPU_HASH, MAP_TYPE.ARRAY, MAP_TYPE.PERCPU_ARRAY];
+/** A read-only region the size of a map's key (PTR_TO_MAP_KEY), one per map. */
+const KEY_REGIONS = new WeakMap<MapInfo, MapInfo>();
+const keyRegion = (m: MapInfo): MapInfo => {
+  let k = KEY_REGIONS.get(m);
+  if (!k) { k = { uid: -m.uid, name: `key of ${m.name}`, type: MAP_TYPE.ARRAY, keySize: 4, valueSize: m.keySize, maxEntries: 1, inner: null, rdonly: true }; KEY_REGIONS.set(m, k); }
+  return k;
+};
 /** Trail notes of callback frames: the helper call that entered one, and the callback's exit. */
 const NOTE_CB_CALL = 1023, NOTE_CB_EXIT = 1022;
 
@@ -111,9 +123,6 @@ function btEmpty(bt: Backtrack): boolean {
   return true;
 }
 
-let debugPrune: ((pc: number, olds: [State, Precision][], cur: State) => void) | null = null;
-export const setDebugPrune = (f: typeof debugPrune): void => { debugPrune = f; };
-
 /** Outcome of one instruction on one path. */
 type Step = { next: number } | { fork: [Path, Path] } | { end: true };
 
@@ -156,7 +165,7 @@ export class Checker {
   private get changesPkt(): boolean[] { return (this.changesPktCache ??= this.computeChangesPkt()); }
 
   constructor(readonly prog: SafetyProgram, opts: CheckOptions = {}) {
-    this.maxSteps = opts.maxSteps ?? 300_000;
+    this.maxSteps = opts.maxSteps ?? 250_000;
     this.maxPending = opts.maxPending ?? 8192;
     const n = prog.insns.length;
     this.prunePoint = new Uint8Array(n);
@@ -254,7 +263,7 @@ export class Checker {
         if (op === JMP.CALL) {
           if (insn.src === CALL_PSEUDO) { visit(insn.tgt); this.prunePoint[insn.tgt] = 1; }
           // Callback-calling helpers are loop heads: every call of the callback comes back to them.
-          if (insn.src === CALL_HELPER && insn.imm === HELPER_LOOP) { this.prunePoint[i] = 1; this.loopHead[i] = 1; }
+          if (insn.src === CALL_HELPER && isCallbackHelper(insn.imm)) { this.prunePoint[i] = 1; this.loopHead[i] = 1; }
           visit(i + 1);
           if (i + 1 < insns.length) this.prunePoint[i + 1] = 1;
           continue;
@@ -367,7 +376,6 @@ export class Checker {
               }
             }
           }
-          if (!pruned && list && debugPrune) debugPrune(at, list.filter((c) => c.done).map((c) => [c.state, c.prec]), state);
           if (!pruned && this.loopHead[at] && isLoopCall(this.prog.insns[at]!)) {
             // Another call of a callback: stop when an earlier call on this path covers it exactly (the
             // loop is at a fixpoint; that state's exploration, still in progress, covers this one).
@@ -586,13 +594,14 @@ export class Checker {
           return depth;
         }
         if (op === JMP.CALL && note === NOTE_CB_CALL) {
-          // The helper call that entered a callback: its R2 was the caller's R3 (R1 is a fresh index).
+          // The helper call that entered a callback: the context (bpf_loop's R2, for_each's R4) was the
+          // caller's R3; the other arguments are fresh values or pointers.
           R[depth] = 0;
           bt.slots[2 * depth] = 0;
           bt.slots[2 * depth + 1] = 0;
           depth--;
           if (depth < 0) return -1;
-          if (m & 4) R[depth]! |= 8;
+          if (m & (insn.imm === HELPER_FOR_EACH ? 16 : 4)) R[depth]! |= 8;
           return depth;
         }
         if (op === JMP.EXIT) {
@@ -1038,7 +1047,7 @@ export class Checker {
       if (cls !== CLASS.JMP || x) this.fail('BPF_CALL uses reserved fields');
       if (insn.src === CALL_PSEUDO) return this.pseudoCall(st, insn, pc);
       if (insn.src === CALL_KFUNC) this.fail('kernel function calls are not modelled');
-      if (insn.src === CALL_HELPER && insn.imm === HELPER_LOOP && insn.off === 0 && insn.dst === 0) return this.loopCall(st, insn, pc);
+      if (insn.src === CALL_HELPER && isCallbackHelper(insn.imm) && insn.off === 0 && insn.dst === 0) return this.loopCall(st, insn, pc);
       if (insn.off !== 0 || insn.src !== CALL_HELPER || insn.dst !== 0) this.fail('BPF_CALL uses reserved fields');
       this.helperCall(st, insn);
       return { next: pc + 1 };
@@ -1248,10 +1257,15 @@ export class Checker {
    * more in a new frame with R1 = index, R2 = callback_ctx, and comes back to this call.
    */
   private loopCall(st: State, insn: SafetyInsn, pc: number): Step {
-    const h = helperFor(HELPER_LOOP, this.prog.progType);
+    const h = helperFor(insn.imm, this.prog.progType);
     if (typeof h === 'string') this.fail(h);
+    const forEach = insn.imm === HELPER_FOR_EACH;
     const regs = cur(st).regs;
-    this.readReg(st, 1);
+    const r1 = this.readReg(st, 1);
+    if (forEach) {
+      if (r1.t !== RT.MAP_PTR || r1.nul || r1.off !== 0) this.fail(`R1 type=${RT_NAME[r1.t]} expected=map_ptr`);
+      if (!FOR_EACH_MAPS.includes(r1.map!.type)) this.fail(`cannot pass map_type ${r1.map!.type} into func bpf_for_each_map_elem#164`);
+    }
     const fnReg = this.readReg(st, 2);
     const ctx = this.readReg(st, 3);
     this.readReg(st, 4);
@@ -1269,8 +1283,17 @@ export class Checker {
     const other = cloneState(st);
     const frame = newFrame(fn, pc, other.frames.length);
     frame.cb = true;
-    frame.regs[1] = UNKNOWN_REG;
-    frame.regs[2] = ctx;
+    if (forEach) {
+      // callback(map, key, value, ctx): the key is read-only memory of key_size, the value a map value.
+      const m = r1.map!;
+      frame.regs[1] = r1;
+      frame.regs[2] = ptrReg(RT.MAP_VALUE, { map: keyRegion(m) });
+      frame.regs[3] = ptrReg(RT.MAP_VALUE, { map: m });
+      frame.regs[4] = ctx;
+    } else {
+      frame.regs[1] = UNKNOWN_REG;
+      frame.regs[2] = ctx;
+    }
     other.frames.push(frame);
     // The path after the loop.
     for (let r = 1; r <= 5; r++) regs[r] = NOT_INIT;

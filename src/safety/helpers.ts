@@ -115,10 +115,11 @@ for (const h of [
   P(134, 'ringbuf_query', ['map', 'anything'], 'integer', { maps: [MAP_TYPE.RINGBUF] }),
   // Checked by the checker itself (the callback runs in its own frame): func, stack or NULL context.
   P(181, 'loop', ['anything', 'anything', 'anything', 'anything']),
+  P(164, 'for_each_map_elem', ['anything', 'anything', 'anything', 'anything']),
 ]) HELPERS[h.id] = h;
 
 // Which program types may call which helpers (the *_func_proto switch statements).
-const BASE = [1, 2, 3, 5, 7, 8, 12, 42, 87, 88, 89, 118, 125, 130, 131, 132, 133, 134, 181,
+const BASE = [1, 2, 3, 5, 7, 8, 12, 42, 87, 88, 89, 118, 125, 130, 131, 132, 133, 134, 164, 181,
   /* perfmon-capable base helpers */ 6, 35, 112, 113, 114, 115];
 const TRACING = [...BASE, 4, 14, 15, 16, 22, 25, 27, 45, 55, 80];
 const BY_TYPE: Record<string, number[]> = {

@@ -37,7 +37,7 @@ export interface WindowVerdict {
 /** Jumps, exits, calls of functions and callback-calling helpers (bpf_loop) end straight-line code. */
 const isControl = (i: IrInsn): boolean => {
   const c = opClass(i.code);
-  return (c === CLASS.JMP || c === CLASS.JMP32) && !(jmpOp(i.code) === JMP.CALL && i.src === 0 && i.imm !== 181);
+  return (c === CLASS.JMP || c === CLASS.JMP32) && !(jmpOp(i.code) === JMP.CALL && i.src === 0 && i.imm !== 181 && i.imm !== 164);
 };
 
 /** Every window of `len` instructions the checker accepts: straight-line, no jump target inside. */
@@ -212,7 +212,7 @@ export class WindowChecker {
     const reach = new Uint8Array(insns.length);
     // Callbacks (bpf_loop) come back to their helper call from anywhere: no instruction is known
     // not to reach the window then.
-    if (insns.some((i) => i.code === (CLASS.JMP | JMP.CALL) && i.src === 0 && i.imm === 181)) {
+    if (insns.some((i) => i.code === (CLASS.JMP | JMP.CALL) && i.src === 0 && (i.imm === 181 || i.imm === 164))) {
       reach.fill(1);
       this.canReach.set(target, reach);
       return reach;
