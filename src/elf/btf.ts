@@ -20,6 +20,7 @@ export interface BtfType {
   members: (BtfMember & { size?: number })[];
   nelems?: number; // ARRAY
   elemType?: number; // ARRAY
+  enumerators?: { name: string; value: bigint }[]; // ENUM / ENUM64 (signed when kindFlag is set)
 }
 
 export interface Btf {
@@ -56,8 +57,20 @@ export function parseBtf(data: Uint8Array, file?: string): Btf {
       case BTF_KIND.STRUCT: case BTF_KIND.UNION:
         for (let i = 0; i < vlen; i++, at += 12) t.members.push({ name: cstring(strings, v.getUint32(at, true)), type: v.getUint32(at + 4, true), offset: v.getUint32(at + 8, true) });
         break;
-      case BTF_KIND.ENUM: at += 8 * vlen; break;
-      case BTF_KIND.ENUM64: at += 12 * vlen; break;
+      case BTF_KIND.ENUM:
+        t.enumerators = [];
+        for (let i = 0; i < vlen; i++, at += 8) {
+          const raw = t.kindFlag ? BigInt(v.getInt32(at + 4, true)) : BigInt(v.getUint32(at + 4, true));
+          t.enumerators.push({ name: cstring(strings, v.getUint32(at, true)), value: raw });
+        }
+        break;
+      case BTF_KIND.ENUM64:
+        t.enumerators = [];
+        for (let i = 0; i < vlen; i++, at += 12) {
+          const u = (BigInt(v.getUint32(at + 8, true)) << 32n) | BigInt(v.getUint32(at + 4, true));
+          t.enumerators.push({ name: cstring(strings, v.getUint32(at, true)), value: t.kindFlag ? BigInt.asIntN(64, u) : u });
+        }
+        break;
       case BTF_KIND.FUNC_PROTO: at += 8 * vlen; break;
       case BTF_KIND.DATASEC:
         for (let i = 0; i < vlen; i++, at += 12) t.members.push({ name: '', type: v.getUint32(at, true), offset: v.getUint32(at + 4, true), size: v.getUint32(at + 8, true) });

@@ -32,79 +32,19 @@ export function patchedMemOffset(insnOff: number, cv: CoreValue): number | null 
   return cv.memOff;
 }
 
-interface Target { btf: Btf; byName: Map<string, BtfType[]>; enums: Map<number, Enumerator[]> }
-
-/** An enumerator of an ENUM or ENUM64 type (the parsed BTF keeps no enum members). */
-interface Enumerator { name: string; value: bigint }
-
-/** Enumerators of every ENUM/ENUM64 type of raw .BTF bytes, by type id (null if the bytes do not parse). */
-function rawEnums(data: Uint8Array): Map<number, Enumerator[]> | null {
-  if (data.length < 24) return null;
-  const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (v.getUint16(0, true) !== 0xeb9f) return null;
-  const hdr = v.getUint32(4, true), typeOff = v.getUint32(8, true), typeLen = v.getUint32(12, true);
-  const strOff = v.getUint32(16, true), strLen = v.getUint32(20, true);
-  if (hdr + typeOff + typeLen > data.length || hdr + strOff + strLen > data.length) return null;
-  const strs = data.subarray(hdr + strOff, hdr + strOff + strLen);
-  const out = new Map<number, Enumerator[]>();
-  let at = hdr + typeOff, id = 1;
-  const end = at + typeLen;
-  while (at + 12 <= end) {
-    const info = v.getUint32(at + 4, true);
-    const kind = (info >>> 24) & 0x1f, vlen = info & 0xffff, signed = info >>> 31 === 1;
-    at += 12;
-    let extra: number;
-    switch (kind) {
-      case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: extra = 4; break;
-      case BTF_KIND.ARRAY: extra = 12; break;
-      case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.DATASEC: extra = 12 * vlen; break;
-      case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: extra = 8 * vlen; break;
-      case BTF_KIND.ENUM64: extra = 12 * vlen; break;
-      case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
-      case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG: extra = 0; break;
-      default: return null;
-    }
-    if (at + extra > end) return null;
-    if (kind === BTF_KIND.ENUM || kind === BTF_KIND.ENUM64) {
-      const list: Enumerator[] = [];
-      const step = kind === BTF_KIND.ENUM ? 8 : 12;
-      for (let i = 0; i < vlen; i++) {
-        const e = at + i * step;
-        const name = cstr(strs, v.getUint32(e, true));
-        let value: bigint;
-        if (kind === BTF_KIND.ENUM) value = signed ? BigInt(v.getInt32(e + 4, true)) : BigInt(v.getUint32(e + 4, true));
-        else {
-          const u = (BigInt(v.getUint32(e + 8, true)) << 32n) | BigInt(v.getUint32(e + 4, true));
-          value = signed ? BigInt.asIntN(64, u) : u;
-        }
-        list.push({ name, value });
-      }
-      out.set(id, list);
-    }
-    at += extra;
-    id++;
-  }
-  return out;
-}
-
-/** Raw .BTF bytes of objects, by their parsed BTF (linkProgram registers them, for enum relocations). */
-const RAW_BTF = new WeakMap<Btf, Map<number, Enumerator[]> | null>();
-export function registerRawBtf(btf: Btf, data: Uint8Array): void {
-  if (!RAW_BTF.has(btf)) RAW_BTF.set(btf, rawEnums(data));
-}
+interface Target { btf: Btf; byName: Map<string, BtfType[]> }
 
 /** ENUMVAL_VALUE: the enumerator's value in the kernel's same-named enum, when every candidate agrees. */
 function enumValue(local: Btf, r: CoreRelo, tgt: Target): CoreValue {
   const no = (why: string): CoreValue => ({ resolves: false, lo: 0n, hi: 0n, why });
-  const localEnums = RAW_BTF.get(local);
   const t = local.types[r.typeId];
   const idx = Number(cstr(local.strings, r.accessStrOff));
-  const e = localEnums?.get(r.typeId)?.[idx];
+  const e = t?.enumerators?.[idx];
   if (!t || !t.name || !e || !Number.isInteger(idx)) return no('CO-RE enum relocation not understood');
   let value: bigint | null = null;
   for (const c of tgt.byName.get(essential(t.name)) ?? []) {
     if (c.kind !== BTF_KIND.ENUM && c.kind !== BTF_KIND.ENUM64) continue;
-    const m = tgt.enums.get(c.id)?.find((x) => essential(x.name) === essential(e.name));
+    const m = c.enumerators?.find((x) => essential(x.name) === essential(e.name));
     if (!m) continue;
     if (value !== null && value !== m.value) return no('CO-RE enum value is ambiguous');
     value = m.value;
@@ -128,7 +68,7 @@ function vmlinux(): Target | null {
       const l = byName.get(t.name);
       if (l) l.push(t); else byName.set(t.name, [t]);
     }
-    target = { btf, byName, enums: rawEnums(readFileSync(path)) ?? new Map() };
+    target = { btf, byName };
   } catch {
     target = null;
   }

@@ -6,7 +6,7 @@ import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, t
 import { STB, STT, symBind, symType } from '../elf/types.js';
 import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
 import { funcProtoParams } from './btfparams.js';
-import { coreValue, patchedMemOffset, registerRawBtf, type CoreValue } from './core.js';
+import { coreValue, patchedMemOffset, type CoreValue } from './core.js';
 
 /** A map as the verifier sees it (global data sections are single-element array maps). */
 export interface MapInfo {
@@ -238,8 +238,6 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
     if (!m) { m = labelIndex(s); labelMaps.set(s.name, m); }
     return m;
   };
-  const rawBtf = obj.btf && obj.elf.sections.find((s) => s.name === '.BTF');
-  if (obj.btf && rawBtf) registerRawBtf(obj.btf, rawBtf.data);
   const entrySec = secs.get(prog.section)!;
   const entryStart = labelsOf(entrySec).get(prog.entry) ?? 0;
   const order: FuncSrc[] = [funcRange(obj, entrySec, labelsOf(entrySec), entryStart)];
