@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { main } from '../dist/cli/main.js';
+import { exitWhenFlushed } from './exit.js';
 await main(process.argv);
-// Z3's worker threads would keep the process alive; exit explicitly (stdout/stderr writes to files,
-// pipes and terminals are synchronous on Linux, so nothing printed is lost).
-process.exit(process.exitCode ?? 0);
+exitWhenFlushed();
