@@ -2,7 +2,7 @@ import test from 'ava';
 import { fixtureObjects } from './helpers/paths.js';
 import { readObject, type BpfObject, type CodeSection, type IrInsn } from '../src/ir/index.js';
 import { applyTailMerge, findTailMerge, invertBranchesOverGotos } from '../src/synth/tailmerge.js';
-import { sectionSlots } from '../src/synth/index.js';
+import { sectionSlots, optimizeSection, DEFAULT_SYNTH } from '../src/synth/index.js';
 import { checkPrograms, shutdownZ3 } from '../src/smt/index.js';
 import { interpDiffers } from '../src/smt/soundness.js';
 
@@ -99,4 +99,14 @@ test('a branch around a goto is inverted: if c goto L; goto M; L: → if !c goto
   // JSET has no inverse; a labelled goto (a jump target itself) stays
   t.is(invertBranchesOverGotos({ ...sec, insns: [{ ...jeq(1, 7, 'L'), code: 0x45 }, ...sec.insns.slice(1)] }).insns.length, 6);
   t.is(invertBranchesOverGotos({ ...sec, insns: [sec.insns[0]!, { ...ja('M'), labels: ['G'] }, ...sec.insns.slice(2)] }).insns.length, 6);
+});
+
+test('tail merging can be switched off (k2 opt --no-tail-merge, "tailMerge": false)', async (t) => {
+  const obj = fixture('xdp_parser.o');
+  const k = obj.code.findIndex((s) => s.name === 'xdp');
+  const only = { ...DEFAULT_SYNTH, windowSizes: [], memoryWindowSizes: [], constantStores: false, budgetMs: 60000 };
+  const on = await optimizeSection(obj, k, () => true, only);
+  const off = await optimizeSection(obj, k, () => true, { ...only, tailMerge: false });
+  t.true(sectionSlots(on.obj.code[k]!) < sectionSlots(obj.code[k]!));
+  t.is(sectionSlots(off.obj.code[k]!), sectionSlots(obj.code[k]!));
 });

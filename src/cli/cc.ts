@@ -20,7 +20,7 @@ export async function cc(args: string[]): Promise<number> {
     try {
       if (!config.optimize) relinkFile(out, out);
       else {
-        const r = await optimizeFile(out, out, { kernel: config.kernel, synth: { budgetMs: config.budgetMs, timeoutMs: config.timeoutMs, search: { iterations: config.iterations, beta: 1, seed: 1 } } });
+        const r = await optimizeFile(out, out, { kernel: config.kernel, synth: { budgetMs: config.budgetMs, timeoutMs: config.timeoutMs, tailMerge: config.tailMerge, search: { iterations: config.iterations, beta: 1, seed: 1 } } });
         for (const s of r.sections) if (s.status === 'reverted') process.stderr.write(`k2: warning: ${out}: section ${s.name} kept as clang wrote it: ${s.reason}\n`);
       }
     } catch (e) {

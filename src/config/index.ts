@@ -9,12 +9,13 @@ export interface K2Config {
   timeoutMs: number; // SMT timeout per query
   iterations: number; // MCMC iterations per window and round
   kernel: boolean; // gate the result with the real verifier when bpf() works
+  tailMerge: boolean; // share identical block tails (smaller code; a merged path runs one more goto)
   objects: string[]; // `k2 build`: objects (globs relative to the config file) to optimize in place
 }
 
-export const DEFAULTS: K2Config = { optimize: true, budgetMs: 20000, timeoutMs: 2000, iterations: 300, kernel: true, objects: [] };
+export const DEFAULTS: K2Config = { optimize: true, budgetMs: 20000, timeoutMs: 2000, iterations: 300, kernel: true, tailMerge: true, objects: [] };
 
-const TYPES: Record<keyof K2Config, string> = { optimize: 'boolean', budgetMs: 'number', timeoutMs: 'number', iterations: 'number', kernel: 'boolean', objects: 'object' };
+const TYPES: Record<keyof K2Config, string> = { optimize: 'boolean', budgetMs: 'number', timeoutMs: 'number', iterations: 'number', kernel: 'boolean', tailMerge: 'boolean', objects: 'object' };
 
 /** Environment overrides, handy in Makefiles and CI: K2_OPT=0 (relink only), K2_BUDGET_MS=N. */
 function withEnv(config: K2Config): K2Config {
