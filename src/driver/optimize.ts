@@ -2,8 +2,8 @@
 // every window rewrite was proven equivalent (SMT), the safety model still accepts every program it
 // accepted before, and — where bpf() works — the kernel verifier accepts every program it accepted
 // before. Anything else keeps that section's original code. Never throws for a section's failure.
-import { objectBytes, programCode, readObject, writeObject, type BpfObject } from '../ir/index.js';
-import { checkObject } from '../safety/index.js';
+import { objectBytes, programCode, readObject, writeObject, type BpfObject, type ProgramRef } from '../ir/index.js';
+import { checkLinked, checkObject, linkProgram } from '../safety/index.js';
 import { optimizeSection, sectionSlots, DEFAULT_SYNTH, type SynthOptions, type SectionStats } from '../synth/index.js';
 import { bpfAvailable, verifyObject } from '../kernel/index.js';
 
@@ -54,6 +54,15 @@ function modelVerdicts(obj: BpfObject): Map<string, boolean> {
   }
 }
 
+/** The safety model's verdict on one program of `obj` (a program it cannot link is unsafe). */
+function modelSafe(obj: BpfObject, p: ProgramRef): boolean {
+  try {
+    return checkLinked(linkProgram(obj, p)).safe;
+  } catch {
+    return false;
+  }
+}
+
 async function kernelVerdicts(obj: BpfObject): Promise<Map<string, 'accepted' | 'rejected' | 'cannot-load'>> {
   const r = await verifyObject(objectBytes(obj));
   return new Map(r.programs.map((p) => [key(p), p.verdict]));
@@ -76,11 +85,8 @@ export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {})
     const users = programsUsing(cur, name);
     const modelSafeUsers = users.filter((p) => modelBefore.get(key(p)));
     // The model gates every rewrite for the programs it accepted; the kernel has the last word.
-    const gate = (cand: BpfObject): boolean => {
-      if (modelSafeUsers.length === 0) return true;
-      const v = modelVerdicts(cand);
-      return modelSafeUsers.every((p) => v.get(key(p)) === true);
-    };
+    // Only the programs that run this section can change verdict: check just those.
+    const gate = (cand: BpfObject): boolean => modelSafeUsers.every((p) => modelSafe(cand, p));
     let stats: SectionStats | null = null;
     let next = cur;
     let reason: string | null = null;
@@ -115,12 +121,12 @@ export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {})
 /** Why the optimized section must not be kept (null: keep it). */
 async function sectionVerdict(
   cand: BpfObject,
-  users: { section: string; name: string }[],
+  users: ProgramRef[],
   modelBefore: Map<string, boolean>,
   kernelBefore: Map<string, string> | null,
 ): Promise<string | null> {
   objectBytes(cand); // the section must lower (labels, offsets, relocations) before anything else
-  const model = modelVerdicts(cand);
+  const model = new Map(users.map((p) => [key(p), modelSafe(cand, p)]));
   let kernel: Map<string, string> | null = null;
   if (kernelBefore) {
     // Where bpf() works the kernel has the last word: a failed check is a rejection, never a pass.
