@@ -120,3 +120,20 @@ test('a changed program is different whichever speed-ups are on', async (t) => {
     t.true(replayPrograms(a, pa, b, pb, r.counterexample!).reproduced, JSON.stringify(opts));
   }
 });
+
+test('CO-RE relocations take part: a changed CO-RE record is never proven equal, a re-laid-out program is', async (t) => {
+  const obj = readObject(fixture('core'));
+  const prog = obj.programs[0]!;
+  const sec = obj.code.findIndex((s) => s.name === prog.section);
+  const insns = obj.code[sec]!.insns;
+  const recs = insns.flatMap((i) => i.core ?? []);
+  const k = insns.findIndex((i) => i.core?.length);
+  t.true(k >= 0 && recs.length >= 2, 'core.o has CO-RE relocated instructions');
+  const other = recs.find((c) => c.accessStrOff !== insns[k]!.core![0]!.accessStrOff || c.typeId !== insns[k]!.core![0]!.typeId)!;
+  t.truthy(other);
+  const changed = { ...obj, code: obj.code.map((s, j) => (j === sec ? { ...s, insns: s.insns.map((i, n) => (n === k ? { ...i, core: [{ ...i.core![0]!, typeId: other.typeId, accessStrOff: other.accessStrOff }] } : i)) } : s)) };
+  const r = await checkPrograms(obj, prog, changed, prog, { timeoutMs: 2000 });
+  t.not(r.equivalent, true, r.reason);
+  const same = await checkPrograms(obj, prog, obj, prog, { timeoutMs: 2000 });
+  t.is(same.equivalent, true);
+});

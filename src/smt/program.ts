@@ -7,6 +7,7 @@ import { CLASS, JMP, invertedJump, jmpOp, opClass } from '../isa/index.js';
 import { programCode } from '../ir/index.js';
 import type { BpfObject, IrInsn, ProgramRef } from '../ir/types.js';
 import { K2Error } from '../util/errors.js';
+import { cstring } from '../elf/read.js';
 import { Terms } from './term.js';
 import { Machine, NeedFlat, Unsupported, type CodeEnv, type MapInfo } from './machine.js';
 import { objectMaps, relocResolver } from './codeenv.js';
@@ -46,14 +47,24 @@ export function withoutNops(insns: IrInsn[]): IrInsn[] {
 
 type RelocKey = (i: IrInsn) => string;
 
+/**
+ * What an instruction's relocations resolve to, comparable across objects: the map or global
+ * data it points at, and its CO-RE records by type kind/name and access string (libbpf patches
+ * the instruction from them, so two instructions with different records are different).
+ */
 function relocKey(obj: BpfObject): RelocKey {
   const r = relocResolver(obj);
   const maps = objectMaps(obj);
+  const core = (i: IrInsn): string => (i.core ?? []).map((c) => {
+    const t = obj.btf?.types[c.typeId];
+    return `${c.kind}:${t ? `${t.kind}/${t.name}` : `?${c.typeId}`}:${obj.btf ? cstring(obj.btf.strings, c.accessStrOff) : `?${c.accessStrOff}`}`;
+  }).join(';');
   return (i) => {
-    if (!i.reloc) return '';
+    const co = i.core?.length ? `core:${core(i)}` : '';
+    if (!i.reloc) return co;
     const t = r(i, '');
-    if (t.kind === 'error') return `?${i.reloc.sym}`;
-    return t.kind === 'map' ? `map:${maps[t.map]!.name}` : `value:${maps[t.map]!.name}+${t.offset}`;
+    if (t.kind === 'error') return `?${i.reloc.sym}${co}`;
+    return (t.kind === 'map' ? `map:${maps[t.map]!.name}` : `value:${maps[t.map]!.name}+${t.offset}`) + co;
   };
 }
 
@@ -143,6 +154,8 @@ function windows(aCode: Map<string, IrInsn[]>, bCode: Map<string, IrInsn[]>, ka:
     let s = 0;
     while (s < a.length - p && s < b.length - p && sameInsn(a[a.length - 1 - s]!, b[b.length - 1 - s]!, ka, kb)) s++;
     const wa = a.slice(p, a.length - s), wb = b.slice(p, b.length - s);
+    // the window checker does not model CO-RE patching
+    if ([...wa, ...wb].some((i) => i.core?.length)) return null;
     const straight = (w: IrInsn[]): boolean => w.every((i, k) => {
       const c = opClass(i.code);
       if ((i.labels?.length ?? 0) > 0 && k > 0) return false;
@@ -265,6 +278,10 @@ export async function checkPrograms(a: BpfObject, pa: ProgramRef, b: BpfObject, 
 }
 
 async function wholeProgram(A: Side, B: Side, aCode: Map<string, IrInsn[]>, bCode: Map<string, IrInsn[]>, opts: CheckOptions): Promise<EquivResult> {
+  // Symbolic execution takes instructions as written; libbpf patches CO-RE-relocated ones at load.
+  for (const code of [aCode, bCode]) {
+    for (const insns of code.values()) if (insns.some((i) => i.core?.length)) throw new Unsupported('CO-RE relocations are not modelled (only identical or re-laid-out programs are proven)');
+  }
   const encode = (memTypes: boolean) => {
     const T = new Terms();
     const env = envFor(A, B, aCode, bCode);
