@@ -48,22 +48,20 @@ Exit codes: 0 equivalent, 1 different (a counterexample is printed), 4 unknown (
         fastPaths: !off.has('fast-paths'),
         ...(opts.section !== undefined ? { section: opts.section } : {}),
       };
-      {
-        const r = await checkObjects(objA, objB, o);
-        if (opts.json) {
-          printJson({
-            equivalent: r.equivalent,
-            counterexample: r.counterexample,
-            ms: r.ms,
-            ...(r.reason ? { reason: r.reason } : {}),
-            programs: r.programs.map((p) => ({ section: p.section, name: p.name, equivalent: p.equivalent, via: p.via, ms: p.ms, ...(p.reason ? { reason: p.reason } : {}) })),
-          });
-        } else {
-          process.stdout.write(table(['section', 'program', 'equivalent', 'how', 'ms'],
-            r.programs.map((p) => [p.section, p.name, p.equivalent === null ? `unknown (${p.reason ?? ''})` : String(p.equivalent), p.via, Math.round(p.ms)])));
-          if (r.counterexample) process.stdout.write(`counterexample: ${JSON.stringify(r.counterexample.difference)}\n`);
-        }
-        return r.equivalent === true ? EXIT.OK : r.equivalent === false ? EXIT.NEGATIVE : EXIT.UNKNOWN;
+      const r = await checkObjects(objA, objB, o);
+      if (opts.json) {
+        printJson({
+          equivalent: r.equivalent,
+          counterexample: r.counterexample,
+          ms: r.ms,
+          ...(r.reason ? { reason: r.reason } : {}),
+          programs: r.programs.map((p) => ({ section: p.section, name: p.name, equivalent: p.equivalent, via: p.via, ms: p.ms, ...(p.reason ? { reason: p.reason } : {}) })),
+        });
+      } else {
+        process.stdout.write(table(['section', 'program', 'equivalent', 'how', 'ms'],
+          r.programs.map((p) => [p.section, p.name, p.equivalent === null ? `unknown (${p.reason ?? ''})` : String(p.equivalent), p.via, Math.round(p.ms)])));
+        if (r.counterexample) process.stdout.write(`counterexample: ${JSON.stringify(r.counterexample.difference)}\n`);
       }
+      return r.equivalent === true ? EXIT.OK : r.equivalent === false ? EXIT.NEGATIVE : EXIT.UNKNOWN;
     }));
 }

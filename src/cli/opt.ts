@@ -22,17 +22,15 @@ section whose programs would not load keeps its original code. When code changes
 is dropped. Exit codes: 0 ok, 2 bad input, 6 cannot write output, 70 internal error.`)
     .action(action(async (input: string, o: { output: string; json?: boolean; budgetMs: string; iterations: string; timeoutMs: string; seed: string; kernel: boolean; tailMerge: boolean }) => {
       const tty = process.stderr.isTTY && !o.json;
-      {
-        const report = await optimizeFile(input, o.output, {
-          kernel: o.kernel,
-          synth: { budgetMs: Number(o.budgetMs), timeoutMs: Number(o.timeoutMs), tailMerge: o.tailMerge, search: { iterations: Number(o.iterations), beta: 1, seed: Number(o.seed) } },
-          onProgress: tty ? (m) => process.stderr.write(`\r\x1b[K${m}`) : undefined,
-        });
-        if (tty) process.stderr.write('\r\x1b[K');
-        if (o.json) return printJson(report);
-        process.stdout.write(table(['section', 'slots', 'after', 'status', 'rewrites', 'ms'], report.sections.map((s) => [s.name, s.slotsBefore, s.slotsAfter, s.status + (s.reason ? ` (${s.reason})` : ''), s.rewrites, s.ms])));
-        const pct = report.slotsBefore ? ((100 * (report.slotsBefore - report.slotsAfter)) / report.slotsBefore).toFixed(1) : '0';
-        process.stdout.write(`${report.slotsBefore} → ${report.slotsAfter} slots (-${pct}%) in ${report.ms} ms${report.kernelChecked ? ', kernel-verified' : ', model-checked only (no bpf())'}\n`);
-      }
+      const report = await optimizeFile(input, o.output, {
+        kernel: o.kernel,
+        synth: { budgetMs: Number(o.budgetMs), timeoutMs: Number(o.timeoutMs), tailMerge: o.tailMerge, search: { iterations: Number(o.iterations), beta: 1, seed: Number(o.seed) } },
+        onProgress: tty ? (m) => process.stderr.write(`\r\x1b[K${m}`) : undefined,
+      });
+      if (tty) process.stderr.write('\r\x1b[K');
+      if (o.json) return printJson(report);
+      process.stdout.write(table(['section', 'slots', 'after', 'status', 'rewrites', 'ms'], report.sections.map((s) => [s.name, s.slotsBefore, s.slotsAfter, s.status + (s.reason ? ` (${s.reason})` : ''), s.rewrites, s.ms])));
+      const pct = report.slotsBefore ? ((100 * (report.slotsBefore - report.slotsAfter)) / report.slotsBefore).toFixed(1) : '0';
+      process.stdout.write(`${report.slotsBefore} → ${report.slotsAfter} slots (-${pct}%) in ${report.ms} ms${report.kernelChecked ? ', kernel-verified' : ', model-checked only (no bpf())'}\n`);
     }));
 }

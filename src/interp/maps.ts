@@ -173,7 +173,6 @@ export class MapState {
     if (type === MAP_TYPE.PROG_ARRAY) throw new Error('use progs.set for prog_array');
   }
 
-  /** Contents as user space reads them, sorted by key. */
   /** Same contents as `other` (same spec assumed): a byte comparison, no snapshot of every element. */
   sameContents(other: MapState): boolean {
     if (this.arr.length !== other.arr.length || this.table.size !== other.table.size) return false;
@@ -185,6 +184,7 @@ export class MapState {
     return true;
   }
 
+  /** Contents as user space reads them, sorted by key. */
   snapshot(): MapSnapshot {
     const { type, valueSize, maxEntries, keySize } = this.spec;
     const entries: [string, string][] = [];

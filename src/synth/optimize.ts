@@ -22,8 +22,8 @@ export interface SynthOptions {
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
   memoryWindowSizes?: number[]; // larger windows, searched only for load merges (default [8, 7, 6, 5])
-  constantStores?: boolean;
-  tailMerge?: boolean; // merge identical tails of blocks (default on); each merge proven on whole programs // turn stores of known-constant registers into store-immediates (default on)
+  constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
+  tailMerge?: boolean; // merge identical tails of blocks (default on); each merge proven on whole programs
 }
 
 export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2, 1], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };

@@ -57,13 +57,19 @@ export interface TailMerge {
 export function findTailMerge(sec: CodeSection, minSaved = 1, allowed: (m: TailMerge) => boolean = () => true): TailMerge | null {
   const insns = sec.insns;
   const fn = functionOf(sec);
-  const ends: number[] = [];
-  insns.forEach((i, k) => { if (isTransfer(i)) ends.push(k); });
+  // runs can only pair up when they end in the same transfer in the same function
+  const groups = new Map<string, number[]>();
+  insns.forEach((i, k) => {
+    if (!isTransfer(i)) return;
+    const g = `${fn[k]}|${i.code}|${i.target ?? ''}`;
+    const list = groups.get(g);
+    if (list) list.push(k); else groups.set(g, [k]);
+  });
   let best: TailMerge | null = null;
-  for (let x = 0; x < ends.length; x++) {
+  for (const ends of groups.values()) for (let x = 0; x < ends.length; x++) {
     for (let y = x + 1; y < ends.length; y++) {
-      let a = ends[x]!, b = ends[y]!; // b is removed, a kept
-      if (fn[a] !== fn[b] || !sameInsn(insns[a]!, insns[b]!)) continue;
+      const a = ends[x]!, b = ends[y]!; // b is removed, a kept
+      if (!sameInsn(insns[a]!, insns[b]!)) continue;
       let len = 1;
       // extend backwards while identical; stop before an unconditional transfer (another run)
       while (a - len >= 0 && b - len > a) {
