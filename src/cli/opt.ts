@@ -17,8 +17,9 @@ export function register(program: Command): void {
     .option('--no-kernel', 'do not load the result into the kernel verifier (then the safety model alone decides)')
     .addHelpText('after', `
 Every rewrite is proven equivalent (Z3 or the term normal form; tail merges by pairing both
-control-flow graphs; timeout or unknown = rejected) and checked by k2's model of the verifier; where bpf() works, the output's programs are loaded into the real verifier, and any
-section whose programs would not load keeps its original code. When code changes, DWARF (.debug_*)
+control-flow graphs; timeout or unknown = rejected) and checked by k2's model of the verifier;
+where bpf() works, the output's programs are loaded into the real verifier, and any section whose
+programs would not load keeps its original code. When code changes, DWARF (.debug_*)
 is dropped. Exit codes: 0 ok, 2 bad input, 6 cannot write output, 70 internal error.`)
     .action(action(async (input: string, o: { output: string; json?: boolean; budgetMs: string; iterations: string; timeoutMs: string; seed: string; kernel: boolean; tailMerge: boolean }) => {
       const tty = process.stderr.isTTY && !o.json;
