@@ -11,6 +11,7 @@ Exit codes:
   4   undecided (solver timeout or unknown)
   5   a required tool is missing (clang, llvm-objdump, bpftool)
   6   could not write the output file
+  7   nothing failed, but something could not be checked on this host (cannot load/run here)
   70  internal error (a bug in k2; please report it)`;
 
 /** Wraps a command action: K2Errors become one line on stderr and their exit code. */

@@ -9,6 +9,7 @@ export const EXIT = {
   UNKNOWN: 4, // solver could not decide (timeout/unknown)
   NO_TOOL: 5, // a required external tool (clang, bpftool, llvm-objdump) is missing
   IO: 6, // could not write an output file
+  UNCHECKED: 7, // nothing was answered "no", but something could not be checked on this host (attach target, kfunc, test_run unsupported…)
   INTERNAL: 70, // a bug in k2
 } as const;
 
