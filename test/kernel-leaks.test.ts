@@ -69,6 +69,35 @@ kernelTest('verify, open, run, map access and close leave no fd behind (libbpf)'
   t.deepEqual(fds(), before);
 });
 
+const legacyFixture = (n: string) => join(root, 'fixtures/legacy/build', n);
+
+kernelTest('k2\'s legacy-maps loader leaves no fd or map behind (verify, open, run, maps, errors)', async (t) => {
+  const names = ['xdp_maps.o', 'map_in_map.o', 'tailcall.o', 'kprobe.o', 'socket.o'];
+  if (!names.every((n) => existsSync(legacyFixture(n)))) return t.fail('fixtures/legacy not built: run make -C fixtures');
+  await verifyObject(legacyFixture('xdp_maps.o')); // warm up
+  const before = fds();
+  for (const n of names) {
+    const r = await verifyObject(legacyFixture(n));
+    t.is(r.loader, 'legacy');
+  }
+  for (const n of ['linux/sockex3_kern.o', 'linux/test_map_in_map_kern.o', 'cilium/bpf_lxc.o', 'linux/xdp_redirect_cpu_kern.o']) await verifyObject(corpus(n));
+  for (const n of names) {
+    const o = await openLoaded(legacyFixture(n));
+    t.true(bpfFds().length > 0, `${n}: maps and programs are open while loaded`);
+    for (const m of await o.maps()) if (!/prog_array|of_maps/.test(m.type)) await o.readMap(m.name);
+    const p = o.programs.find((x) => x.type !== 'kprobe');
+    if (p) await o.testRun(p.name, { dataIn: new Uint8Array(64) });
+    await o.close();
+    await o.close();
+  }
+  const sockex3 = await openLoaded(corpus('linux/sockex3_kern.o')); // prog array filled with program fds
+  await sockex3.close();
+  // errors half-way: an unknown --type, a map-in-map whose inner map is missing
+  await t.throwsAsync(() => openLoaded(corpus('linux/lwt_len_hist_kern.o'), { progType: 'no_such_type' }), { message: /unknown program type/ });
+  await t.throwsAsync(() => verifyObject(corpus('build/map_in_map_legacy.o'), { loader: 'legacy', progType: 'no_such_type' }), { message: /unknown program type/ });
+  t.deepEqual(fds(), before);
+});
+
 kernelTest('the bpftool loader leaves no pin, mount or fd behind', async (t) => {
   if (!fixturesBuilt) return t.fail('fixtures not built: run make -C fixtures');
   const before = leftovers();

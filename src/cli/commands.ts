@@ -10,6 +10,7 @@ import { register as checkSemantics } from './check-semantics.js';
 import { register as difftest } from './difftest.js';
 import { register as safety } from './safety.js';
 import { register as equiv } from './equiv.js';
+import { register as check } from './check.js';
 
 export const commands: ((program: Command) => void)[] = [
   verify,
@@ -22,4 +23,5 @@ export const commands: ((program: Command) => void)[] = [
   difftest,
   safety,
   equiv,
+  check,
 ];

@@ -25,9 +25,10 @@ value, the kernel-measured average duration and the output packet:
   {"retval": N, "durationNs": N, "dataOut": "hex"}    (plus "ctxOut": "hex" with --ctx)
 Packet programs (xdp, tc, socket) need at least a 14-byte Ethernet header as data.
 
-Exit status for run: 0 the program ran; 1 the program was not accepted by the verifier;
-2 bad input (unreadable object or data, unknown program, the kernel refused the run input);
-3 bpf() unavailable (needs root or CAP_BPF).
+Exit status for run: 0 the program ran; 1 the program was rejected by the verifier; 7 the
+program cannot load on this host (attach target, kfunc or kernel feature missing, trampolines not
+permitted); 2 bad input (unreadable object or data, unknown program, the kernel refused the run
+input); 3 bpf() unavailable (needs root or CAP_BPF).
 ${EXIT_CODES_HELP}`;
 
 function readBytes(path: string, what: string): Uint8Array {
@@ -64,7 +65,7 @@ export function register(program: Command): void {
     .option('--repeat <N>', 'run N times; duration is the average (default: once)')
     .option('--data-size-out <N>', 'size of the output packet buffer (default: input size + 4096)')
     .option('--json', 'print the result as JSON')
-    .option('--loader <name>', 'libbpf (in-process, default) or bpftool', 'libbpf')
+    .option('--loader <name>', 'libbpf (in-process, default), bpftool, or legacy (k2\'s loader for legacy "maps" objects)', 'libbpf')
     .option('--type <TYPE>', 'program type for sections libbpf does not know (xdp, socket, tc, ...)')
     .addHelpText('after', HELP)
     .action(
@@ -85,7 +86,10 @@ export function register(program: Command): void {
             process.stderr.write(`k2: ${obj}: program '${v.name}' was rejected by the verifier: ${v.error}\n`);
             return EXIT.NEGATIVE;
           }
-          if (v.verdict === 'cannot-load') throw new K2Error('unsupported', `program '${v.name}': ${v.error}`, { file: obj });
+          if (v.verdict === 'cannot-load') {
+            process.stderr.write(`k2: ${obj}: program '${v.name}': ${v.error}\n`);
+            return EXIT.UNCHECKED;
+          }
           const r = await loaded.testRun(flags.prog, { dataIn, ctxIn, repeat, dataSizeOut });
           if (flags.json) {
             printJson({ retval: r.retval, durationNs: r.durationNs, dataOut: hex(r.dataOut), ...(r.ctxOut ? { ctxOut: hex(r.ctxOut) } : {}) });

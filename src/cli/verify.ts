@@ -16,9 +16,9 @@ Loads every program of OBJ into the kernel (nothing stays loaded, nothing is pin
 per program: section, name, type, verdict, verified_insns (instructions the verifier processed)
 and xlated insns (after kernel rewrites). Rejected programs show the last verifier-log lines.
 
-Verdicts: accepted; rejected (the kernel refused it: verifier log shown); cannot load here (the
-program never reached the verifier on this machine: legacy "maps" section, unknown section name,
-missing attach target or kernel feature — the reason is printed).
+Verdicts: accepted; rejected (the verifier refused the code: its log is shown); cannot load here
+(the program was never judged on this machine: unknown section name, attach target, kfunc or
+kernel feature missing, fentry/lsm trampolines not permitted — the reason is printed).
 
 Loader fixups, listed as notes: legacy section prefixes (socket1, xdp_prog, tc/...) get their
 program type; maps with max_entries 0 get a size; map pinning is ignored; old-clang and static
@@ -27,13 +27,31 @@ program symbols are adjusted. Use --type for sections no loader knows (e.g. --ty
 JSON (--json): {"file", "loader", "objectError", "fixups", "programs": [{"section", "name",
 "type", "verdict", "accepted", "verifiedInsns", "xlatedInsns", "error", "log"}]}.
 
-Exit status for verify: 0 all programs accepted; 1 some program rejected or cannot load here;
-2 bad input (not a BPF ELF object, unreadable, bad flags); 3 bpf() unavailable (needs root or
-CAP_BPF); 5 bpftool missing with --loader bpftool.
+Objects with a legacy "maps" section (struct bpf_map_def), which libbpf >= 1.0 refuses, are loaded
+by k2's own legacy loader (maps from the definitions, programs linked and loaded one by one, as
+samples/bpf and libbpf < 1.0 did); the first note says so. --loader legacy forces that loader.
+
+Exit status for verify (the same as k2 check): 0 every program accepted; 1 some program rejected
+by the verifier; 7 no program rejected but some cannot be checked on this host (cannot load here:
+attach target, kfunc or kernel feature missing, fentry/lsm trampolines not permitted, unknown
+section type); 2 bad input (not a BPF ELF object, unreadable, bad flags); 3 bpf() unavailable
+(needs root or CAP_BPF); 5 bpftool missing with --loader bpftool.
 ${EXIT_CODES_HELP}`;
 
+/**
+ * The gate's exit code for a set of reports (k2 verify, k2 check): 2 if an object is malformed,
+ * else 1 if a program was rejected, else 7 if something could not be checked here (a program that
+ * cannot load here, an object without programs), else 0.
+ */
+export function gateExitCode(reports: readonly VerifyReport[]): number {
+  if (reports.some((r) => r.malformed)) return EXIT.BAD_INPUT;
+  if (reports.some((r) => r.programs.some((p) => p.verdict === 'rejected'))) return EXIT.NEGATIVE;
+  if (reports.some((r) => r.objectError !== null || r.programs.length === 0 || r.programs.some((p) => p.verdict === 'cannot-load'))) return EXIT.UNCHECKED;
+  return EXIT.OK;
+}
+
 export function parseLoader(v: string): LoaderKind {
-  if (v !== 'libbpf' && v !== 'bpftool') throw new K2Error('usage', `--loader must be libbpf or bpftool (got '${v}')`);
+  if (v !== 'libbpf' && v !== 'bpftool' && v !== 'legacy') throw new K2Error('usage', `--loader must be libbpf, bpftool or legacy (got '${v}')`);
   return v;
 }
 
@@ -41,7 +59,7 @@ export function parseLoader(v: string): LoaderKind {
 export async function requireBpf(loader: LoaderKind): Promise<void> {
   const a = await bpfAvailable(loader);
   if (a.ok) return;
-  if (loader === 'libbpf' && !a.libbpf) throw new K2Error('tool', `${a.reason}`);
+  if ((loader === 'libbpf' || loader === 'legacy') && !a.libbpf) throw new K2Error('tool', `${a.reason}`);
   if (loader === 'bpftool' && !a.bpftool) throw new K2Error('tool', 'bpftool not found (install bpftool, or use --loader libbpf)');
   throw new K2Error('bpf', /CAP_BPF/.test(a.reason) ? a.reason : `${a.reason} (k2 needs root or CAP_BPF to load programs)`);
 }
@@ -77,7 +95,7 @@ export function register(program: Command): void {
     .description('load every program of a BPF object into the kernel and report the verifier verdicts')
     .argument('<OBJ>', 'BPF ELF object (clang -target bpf -c)')
     .option('--json', 'print the report as JSON')
-    .option('--loader <name>', 'libbpf (in-process, default) or bpftool', 'libbpf')
+    .option('--loader <name>', 'libbpf (in-process, default), bpftool, or legacy (k2\'s loader for legacy "maps" objects)', 'libbpf')
     .option('--type <TYPE>', 'program type for sections libbpf does not know (a libbpf section name: xdp, socket, tc, kprobe, ...)')
     .option('--log-lines <N>', 'verifier-log lines to show per rejected program', '8')
     .addHelpText('after', HELP)
@@ -112,9 +130,7 @@ export function register(program: Command): void {
         } else {
           printReport(report, logLines);
         }
-        if (report.malformed) return EXIT.BAD_INPUT;
-        const allAccepted = report.programs.length > 0 && report.programs.every((p) => p.accepted) && !report.objectError;
-        return allAccepted ? EXIT.OK : EXIT.NEGATIVE;
+        return gateExitCode([report]);
       }),
     );
 }

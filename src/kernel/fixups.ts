@@ -125,22 +125,62 @@ export function classifyFailure(f: FailureFacts): { verdict: Exclude<Verdict, 'a
     const prog = messageAbout(f.messages, f.name, /./) ?? any(/failed|error|not supported|unsupported/i) ?? msgs[msgs.length - 1];
     return cannot(`${prog ?? `libbpf failed (${errnoName(f.errno)})`}`);
   }
-  if (f.log.includes('unknown#195896080') || /bad CO-RE relocation/.test(f.log) || any(/bad CO-RE relocation/)) {
-    return cannot(`CO-RE relocation does not match this kernel's types (${verifierComplaint(f.log) ?? kernelRefused})`);
+  const c = classifyLoadError({ errno: f.errno, log: f.log, type: f.type });
+  if (c.verdict === 'rejected' && !f.log.trim()) return { verdict: 'rejected', error: `kernel refused the program: ${kernelRefused.replace(/^prog '[^']*': /, '')} (${errnoName(f.errno)}, no verifier log)` };
+  return c;
+}
+
+/** What the kernel said when BPF_PROG_LOAD failed: errno, verifier log (may be empty), program type. */
+export interface LoadError {
+  errno: number; // positive errno of BPF_PROG_LOAD
+  log: string; // verifier log ('' when the kernel gave none)
+  type: string; // libbpf program type name ("xdp", "tracing", ...)
+}
+
+/** Program types whose helpers come from the kernel's bpf_tracing_func_proto. */
+const TRACING_FAMILY = new Set(['kprobe', 'tracepoint', 'raw_tracepoint', 'raw_tracepoint_writable', 'perf_event', 'tracing']);
+
+/** Verifier messages that say the program needs something this kernel lacks (not a rejection of
+ * the code): an unresolved CO-RE relocation (libbpf poisons the instruction), a kfunc whose BTF is
+ * missing, an attach target that does not exist. */
+const HOST_LACKS: readonly (readonly [RegExp, string])[] = [
+  [/unknown#195896080|bad CO-RE relocation|failed to resolve CO-RE relocation/, 'CO-RE relocation does not match this kernel\'s types'],
+  [/kernel btf_id \d+ is not a function|cannot find kernel function|kfunc .* not found|kernel function .* is not supported/, 'kernel function (kfunc) not available here'],
+  [/attach_btf_id \d+ is not a|must provide btf_id|Failed to find (?:kernel|attach) BTF|The address of function .* cannot be found|attach target .* not found|Cannot find attach target|is not a tracepoint|Unsupported attach/, 'attach target missing in this kernel'],
+];
+
+/**
+ * "rejected" (the verifier refused the code: its log ends in the reason) or "cannot load here"
+ * (the program never got a verdict on its code on this host), from a failed BPF_PROG_LOAD:
+ * - EPERM while bpf() itself works: the kernel does not permit this program here (fentry/fexit/
+ *   lsm/iter trampolines, lockdown) — cannot load here;
+ * - ENOTSUPP/EOPNOTSUPP: the kernel lacks the feature — cannot load here;
+ * - ENOENT/ESRCH: attach target or kernel object missing — cannot load here;
+ * - a log naming a CO-RE mismatch, a missing kfunc or attach target — cannot load here;
+ * - trampoline types without a log — cannot load here;
+ * - otherwise a verifier log → rejected with its complaint; no log → rejected (the kernel refused
+ *   the program itself: E2BIG, EINVAL on its instructions).
+ */
+export function classifyLoadError(e: LoadError): { verdict: Exclude<Verdict, 'accepted'>; error: string } {
+  const cannot = (why: string) => ({ verdict: 'cannot-load' as const, error: `cannot load here: ${why}` });
+  const complaint = e.log.trim() ? verifierComplaint(e.log) : null;
+  const detail = complaint ? ` (${complaint})` : '';
+  // Only the end of the log speaks: earlier lines trace instructions and echo source lines.
+  const tail = lastLines(e.log, 5).filter((l) => !l.startsWith(';')).join('\n');
+  for (const [re, what] of HOST_LACKS) if (re.test(tail)) return cannot(`${what}${detail}`);
+  // Tracing programs may always call these helpers unless kernel lockdown forbids them
+  // (bpf_tracing_func_proto: security_locked_down(LOCKDOWN_BPF_WRITE_USER / _BPF_READ_KERNEL)).
+  const lockedHelper = /cannot use helper (bpf_probe_write_user|bpf_probe_read_kernel(?:_str)?|bpf_probe_read(?:_str)?)#\d+/.exec(tail);
+  if (lockedHelper && TRACING_FAMILY.has(e.type)) return cannot(`kernel lockdown forbids ${lockedHelper[1]} here${detail}`);
+  if (e.errno === 1) {
+    return cannot(`the kernel does not permit loading this ${e.type} program here although bpf() works (EPERM${TRAMPOLINE_TYPES.has(e.type) ? '; fentry/fexit/lsm/iter programs need BPF trampolines this kernel does not allow' : ''})${detail}`);
   }
-  if (f.errno === 1) {
-    return cannot(`the kernel does not permit loading this ${f.type} program here although bpf() works (EPERM${TRAMPOLINE_TYPES.has(f.type) ? '; fentry/fexit/lsm programs need BPF trampolines this kernel does not allow' : ''})`);
-  }
-  if (f.errno === 524 || f.errno === 95) {
-    return cannot(`the kernel does not support this ${f.type} program here (${errnoName(f.errno)}: ${kernelRefused})`);
-  }
-  if (TRAMPOLINE_TYPES.has(f.type) && f.log.trim() === '') {
-    return cannot(`${f.type} programs need BPF trampolines/attach targets this kernel lacks (${kernelRefused})`);
-  }
-  const complaint = f.log.trim() ? verifierComplaint(f.log) : null;
-  const truncated = f.errno === 28 ? ' (verifier log truncated)' : '';
+  if (e.errno === 524 || e.errno === 95) return cannot(`the kernel does not support this ${e.type} program here (${errnoName(e.errno)})${detail}`);
+  if (e.errno === 2 || e.errno === 3) return cannot(`attach target or kernel object missing (${errnoName(e.errno)})${detail}`);
+  if (TRAMPOLINE_TYPES.has(e.type) && !complaint) return cannot(`${e.type} programs need BPF trampolines/attach targets this kernel lacks (${errnoName(e.errno)}, no verifier log)`);
+  const truncated = e.errno === 28 ? ' (verifier log truncated)' : '';
   if (complaint) return { verdict: 'rejected', error: `verifier: ${complaint}${truncated}` };
-  return { verdict: 'rejected', error: `kernel refused the program: ${kernelRefused.replace(/^prog '[^']*': /, '')} (${errnoName(f.errno)}, no verifier log)` };
+  return { verdict: 'rejected', error: `kernel refused the program (${errnoName(e.errno)}, no verifier log)` };
 }
 
 /** Object-level open failure → verdict. `malformed` means bad input rather than "cannot load here". */

@@ -5,6 +5,11 @@
 //   'libbpf'  (default) libbpf.so.1 in-process through koffi — fast, full verifier logs, verified_insns;
 //   'bpftool' the bpftool command — for machines without a loadable libbpf.so (verifiedInsns is
 //             null for accepted programs unless bpftool reports it; pins live in a private bpffs).
+// Objects with legacy `maps` sections (struct bpf_map_def), which libbpf >= 1.0 refuses, are loaded
+// by k2's legacy loader (legacy-loader.ts: BPF_MAP_CREATE/BPF_PROG_LOAD through libbpf.so's
+// low-level calls, as samples/bpf and libbpf < 1.0 did) — automatically when libbpf refuses the
+// object for that reason, or always with loader 'legacy'. The report's `loader` is then 'legacy'
+// and its first fixup says why.
 //
 // Typical use:
 //
@@ -21,8 +26,8 @@
 //   }
 //
 // Verdicts: 'accepted' (verifier said yes), 'rejected' (the kernel said no; `log` has the verifier
-// log), 'cannot-load' (never reached the verifier here: legacy object format, unknown program type,
-// missing attach target or kernel feature; `error` says which). Loader fixups (legacy section names,
+// log), 'cannot-load' (never judged on its code here: unknown program type, missing attach target,
+// kfunc or kernel feature, trampolines not permitted; `error` says which). Loader fixups (legacy section names,
 // map max_entries 0, pinning, old-clang symbols, static programs) are applied and listed in `fixups`.
 // Every error meant for users is a K2Error (src/util/errors.ts).
 
@@ -31,6 +36,7 @@ import { K2Error } from '../util/errors.js';
 import { libbpfStatus } from './libbpf.js';
 import { libbpfOpenLoaded, libbpfProbe, libbpfVerify } from './libbpf-loader.js';
 import { bpftoolOpenLoaded, bpftoolProbe, bpftoolVerify, findBpftool } from './bpftool-loader.js';
+import { legacyVerify, LEGACY_PATH_NOTE } from './legacy-loader.js';
 import type { BpfAvailability, LoaderKind, MapEntry, MapInfo, ProgramVerdict, RunInput, RunResult, VerifyOptions, VerifyReport } from './types.js';
 
 export type {
@@ -38,7 +44,7 @@ export type {
 } from './types.js';
 export { PIN_PREFIX, livePinDirs } from './bpffs.js';
 export { findBpftool } from './bpftool-loader.js';
-export { lastLines, verifierComplaint, processedInsns } from './fixups.js';
+export { lastLines, verifierComplaint, processedInsns, classifyLoadError, type LoadError } from './fixups.js';
 
 /** A loaded object. Its programs and maps live in the kernel until `close()`. */
 export interface LoadedObject {
@@ -75,9 +81,16 @@ function readInput(input: string | Uint8Array, opts: VerifyOptions): { bytes: Ui
 
 const loaderOf = (opts: VerifyOptions): LoaderKind => {
   const l = opts.loader ?? 'libbpf';
-  if (l !== 'libbpf' && l !== 'bpftool') throw new K2Error('usage', `unknown loader '${String(l)}' (libbpf or bpftool)`);
+  if (l !== 'libbpf' && l !== 'bpftool' && l !== 'legacy') throw new K2Error('usage', `unknown loader '${String(l)}' (libbpf, bpftool or legacy)`);
   return l;
 };
+
+const FORCED_LEGACY_NOTE = "loaded by k2's legacy loader (--loader legacy): maps created from the object's map definitions with BPF_MAP_CREATE, programs linked and loaded with BPF_PROG_LOAD";
+
+/** libbpf (or bpftool, which uses libbpf) refused the object for its legacy map definitions, and
+ * k2's legacy loader can take it (it needs libbpf.so in-process). */
+const refusedForLegacyMaps = (r: VerifyReport): boolean =>
+  !r.malformed && /^cannot load here: legacy maps section/.test(r.objectError ?? '') && libbpfStatus().ok;
 
 /**
  * Can this process load BPF programs? Checks the given loader (default libbpf) by loading a
@@ -87,7 +100,7 @@ export async function bpfAvailable(loader: LoaderKind = 'libbpf'): Promise<BpfAv
   const lib = libbpfStatus();
   const bpftool = findBpftool();
   try {
-    if (loader === 'libbpf') {
+    if (loader === 'libbpf' || loader === 'legacy') {
       if (!lib.ok) return { ok: false, reason: lib.reason, libbpf: false, bpftool };
       const p = libbpfProbe();
       return { ok: p.ok, reason: p.reason, libbpf: true, bpftool };
@@ -107,8 +120,10 @@ export async function bpfAvailable(loader: LoaderKind = 'libbpf'): Promise<BpfAv
 export async function verifyObject(input: string | Uint8Array, opts: VerifyOptions = {}): Promise<VerifyReport> {
   const loader = loaderOf(opts);
   const { bytes, file } = readInput(input, opts);
-  if (loader === 'libbpf') return libbpfVerify(bytes, file, opts, false).report;
-  return (await bpftoolVerify(bytes, file, opts, false)).report;
+  if (loader === 'legacy') return legacyVerify(bytes, file, opts, false, FORCED_LEGACY_NOTE).report;
+  const report = loader === 'libbpf' ? libbpfVerify(bytes, file, opts, false).report : (await bpftoolVerify(bytes, file, opts, false)).report;
+  if (refusedForLegacyMaps(report)) return legacyVerify(bytes, file, opts, false, LEGACY_PATH_NOTE).report;
+  return report;
 }
 
 /**
@@ -120,8 +135,10 @@ export async function verifyObject(input: string | Uint8Array, opts: VerifyOptio
 export async function openLoaded(input: string | Uint8Array, opts: VerifyOptions = {}): Promise<LoadedObject> {
   const loader = loaderOf(opts);
   const { bytes, file } = readInput(input, opts);
+  if (loader === 'legacy') return openLegacy(bytes, file, opts, FORCED_LEGACY_NOTE);
   if (loader === 'libbpf') {
     const { report, loaded } = libbpfOpenLoaded(bytes, file, opts);
+    if (!loaded && refusedForLegacyMaps(report)) return openLegacy(bytes, file, opts, LEGACY_PATH_NOTE);
     if (!loaded) return notLoaded(report);
     return {
       file, loader, programs: report.programs, fixups: report.fixups,
@@ -134,6 +151,7 @@ export async function openLoaded(input: string | Uint8Array, opts: VerifyOptions
     };
   }
   const { report, loaded } = await bpftoolOpenLoaded(bytes, file, opts);
+  if (!loaded && refusedForLegacyMaps(report)) return openLegacy(bytes, file, opts, LEGACY_PATH_NOTE);
   if (!loaded) return notLoaded(report);
   return {
     file, loader, programs: report.programs, fixups: report.fixups,
@@ -142,6 +160,20 @@ export async function openLoaded(input: string | Uint8Array, opts: VerifyOptions
     readMap: (n) => loaded.readMap(n),
     writeMap: (n, e) => loaded.writeMap(n, e),
     clearMap: (n) => loaded.clearMap(n),
+    close: async () => loaded.close(),
+  };
+}
+
+function openLegacy(bytes: Uint8Array, file: string, opts: VerifyOptions, why: string): LoadedObject {
+  const { report, loaded } = legacyVerify(bytes, file, opts, true, why);
+  if (!loaded) return notLoaded(report);
+  return {
+    file, loader: 'legacy', programs: report.programs, fixups: report.fixups,
+    maps: async () => loaded.mapInfos(),
+    testRun: async (p, i) => loaded.testRun(p, i),
+    readMap: async (n) => loaded.readMap(n),
+    writeMap: async (n, e) => loaded.writeMap(n, e),
+    clearMap: async (n) => loaded.clearMap(n),
     close: async () => loaded.close(),
   };
 }

@@ -13,11 +13,11 @@ import { scanElf, prepareObject, type ElfScan } from './elfscan.js';
 import {
   classifyFailure, classifyOpenFailure, mapFixes, legacySectionType, objectName, processedInsns, errnoName, cleanMessage,
 } from './fixups.js';
+import { clearMapFd, PERCPU_MAP_TYPES, progInfo, readMapFd, testRunFd, writeMapFd } from './fdops.js';
 import type { MapEntry, MapInfo, ProgramVerdict, RunInput, RunResult, VerifyOptions, VerifyReport } from './types.js';
 
 const DEFAULT_LOG_SIZE = 1 << 20;
 const EPERM = 1;
-const ENOENT = 2;
 
 /** One bpf_object opened from memory, with the native memory it owns. */
 class NativeObject {
@@ -150,19 +150,6 @@ function applyFixups(o: NativeObject, opts: VerifyOptions): { plans: Map<Ptr, Pr
   return { plans, notes };
 }
 
-function progInfo(api: LibbpfApi, fd: number): { verified: number | null; xlated: number | null; jited: number | null } {
-  const info = Buffer.alloc(LAYOUT.progInfoSize);
-  const len = new Uint32Array([info.length]);
-  if (api.objGetInfoByFd(fd, info, len) !== 0) return { verified: null, xlated: null, jited: null };
-  const L = LAYOUT.progInfo;
-  const got = len[0]!;
-  return {
-    verified: got >= L.verifiedInsns + 4 ? info.readUInt32LE(L.verifiedInsns) : null,
-    xlated: info.readUInt32LE(L.xlatedLen) / 8,
-    jited: info.readUInt32LE(L.jitedLen),
-  };
-}
-
 function acceptedVerdict(api: LibbpfApi, plan: ProgPlan, fd: number): ProgramVerdict {
   const i = progInfo(api, fd);
   return {
@@ -253,16 +240,22 @@ export function libbpfVerify(input: Uint8Array, file: string, opts: VerifyOption
   for (const plan of order) if (!plan.loadable) verdicts.set(progKey(plan), notAccepted(plan, 'cannot-load', plan.cannot!));
 
   if (loadable.length > 0) {
-    const res = withLibbpfMessages(api, () => api.objectLoad(whole.obj));
-    if (res.value === 0) {
-      for (const [p, plan] of plans) if (plan.loadable) verdicts.set(progKey(plan), acceptedVerdict(api, plan, api.progFd(p)));
-      report.programs = order.map((p) => verdicts.get(progKey(p))!);
-      if (keep) return { report, kept: { native: whole, plans } };
-      whole.close();
-      return { report, kept: null };
+    // With `timing` (and nothing to keep), every program is loaded on its own so that its load time is its own.
+    if (!opts.timing || keep) {
+      const res = withLibbpfMessages(api, () => api.objectLoad(whole.obj));
+      if (res.value === 0) {
+        for (const [p, plan] of plans) if (plan.loadable) verdicts.set(progKey(plan), acceptedVerdict(api, plan, api.progFd(p)));
+        report.programs = order.map((p) => verdicts.get(progKey(p))!);
+        if (keep) return { report, kept: { native: whole, plans } };
+        whole.close();
+        return { report, kept: null };
+      }
+      if (-res.value === EPERM && !libbpfProbe().ok) {
+        whole.close();
+        throw permissionError(res.messages);
+      }
     }
     whole.close();
-    if (-res.value === EPERM && !libbpfProbe().ok) throw permissionError(res.messages);
 
     // Pass 2: one program at a time.
     for (const target of loadable) {
@@ -278,14 +271,16 @@ export function libbpfVerify(input: Uint8Array, file: string, opts: VerifyOption
         }
         if (!tp) throw new K2Error('internal', `program ${target.name} vanished on reopen`);
         n.setLogBuffer(tp, logSize);
+        const t0 = performance.now();
         const r = withLibbpfMessages(api, () => api.objectLoad(n.obj));
-        if (r.value === 0) verdicts.set(progKey(target), acceptedVerdict(api, target, api.progFd(tp)));
+        const loadMs = performance.now() - t0;
+        if (r.value === 0) verdicts.set(progKey(target), { ...acceptedVerdict(api, target, api.progFd(tp)), loadMs });
         else {
           const errno = -r.value;
           if (errno === EPERM && !libbpfProbe().ok) throw permissionError(r.messages);
           const log = n.log(tp, logSize);
           const c = classifyFailure({ name: target.name, type: target.type, errno, log, messages: r.messages });
-          verdicts.set(progKey(target), notAccepted(target, c.verdict, c.error, c.verdict === 'rejected' ? log : '', processedInsns(log)));
+          verdicts.set(progKey(target), { ...notAccepted(target, c.verdict, c.error, c.verdict === 'rejected' ? log : '', processedInsns(log)), loadMs });
         }
       } finally {
         n.close();
@@ -320,8 +315,6 @@ export function libbpfVerify(input: Uint8Array, file: string, opts: VerifyOption
 // ---------------------------------------------------------------------------------------------
 // A loaded object: test runs and map access.
 
-const PERCPU_MAP_TYPES = new Set(['percpu_hash', 'percpu_array', 'lru_percpu_hash', 'percpu_cgroup_storage']);
-const KEYLESS_MAP_TYPES = new Set(['ringbuf', 'user_ringbuf', 'queue', 'stack', 'perf_event_array', 'prog_array']);
 
 export class LibbpfLoaded {
   private closedFlag = false;
@@ -372,121 +365,23 @@ export class LibbpfLoaded {
   }
 
   testRun(progName: string, input: RunInput = {}): RunResult {
-    const api = this.api;
     const { fd, plan } = this.progFd(progName);
-    const dataIn = input.dataIn ?? new Uint8Array(0);
-    const dataSizeOut = input.dataSizeOut ?? (dataIn.length ? dataIn.length + 4096 : 0);
-    const ctxIn = input.ctxIn ?? null;
-    const ctxSizeOut = input.ctxSizeOut ?? (ctxIn ? ctxIn.length : 0);
-    const repeat = input.repeat ?? 0; // 0: the kernel runs once (and some types refuse any other value)
-    if (!Number.isInteger(repeat) || repeat < 0 || repeat > 0x7fffffff) throw new K2Error('usage', `repeat must be a positive integer (got ${repeat})`);
-    const bufs: Ptr[] = [];
-    const alloc = (n: number, init?: Uint8Array): Ptr => {
-      if (n === 0) return 0n;
-      const p = api.calloc(1, n);
-      if (!p) throw new K2Error('internal', 'out of memory for test_run buffers');
-      bufs.push(p);
-      if (init) api.write(p, init);
-      return p;
-    };
-    try {
-      const o = Buffer.alloc(LAYOUT.testRunOptsSize);
-      o.writeBigUInt64LE(BigInt(LAYOUT.testRunOptsSize), 0);
-      o.writeBigUInt64LE(alloc(dataIn.length, dataIn), 8);
-      const dataOut = alloc(dataSizeOut);
-      o.writeBigUInt64LE(dataOut, 16);
-      o.writeUInt32LE(dataIn.length, 24);
-      o.writeUInt32LE(dataSizeOut, 28);
-      o.writeBigUInt64LE(ctxIn ? alloc(ctxIn.length, ctxIn) : 0n, 32);
-      const ctxOut = alloc(ctxSizeOut);
-      o.writeBigUInt64LE(ctxOut, 40);
-      o.writeUInt32LE(ctxIn ? ctxIn.length : 0, 48);
-      o.writeUInt32LE(ctxSizeOut, 52);
-      o.writeInt32LE(repeat, 60);
-      const rc = api.progTestRun(fd, o);
-      if (rc !== 0) {
-        const errno = -rc;
-        const hint =
-          errno === 524 || errno === 95 ? `BPF_PROG_TEST_RUN is not supported for ${plan.type} programs` :
-          errno === 22 ? `the kernel refused the run input (for ${plan.type}: data_in must hold at least an Ethernet header for packet programs; ctx_in must be a valid context layout)` :
-          errno === 28 ? `data_out/ctx_out buffer too small (data_size_out ${dataSizeOut})` :
-          api.strerror(errno);
-        throw new K2Error('input', `test run of '${progName}' failed: ${hint} (${errnoName(errno)})`, { file: this.file });
-      }
-      const outLen = o.readUInt32LE(28);
-      const ctxLen = o.readUInt32LE(52);
-      return {
-        retval: o.readUInt32LE(56),
-        durationNs: o.readUInt32LE(64),
-        dataOut: api.read(dataOut, Math.min(outLen, dataSizeOut)),
-        ctxOut: ctxIn ? api.read(ctxOut, Math.min(ctxLen, ctxSizeOut)) : null,
-      };
-    } finally {
-      for (const b of bufs) api.free(b);
-    }
+    return testRunFd(this.api, fd, plan.type, progName, input, this.file);
   }
 
   readMap(name: string): MapEntry[] {
-    const api = this.api;
     const { fd, info } = this.map(name);
-    if (KEYLESS_MAP_TYPES.has(info.type) || info.keySize === 0) throw new K2Error('unsupported', `map '${name}' (${info.type}) cannot be read element by element`, { file: this.file });
-    const ncpu = info.perCpu ? api.numPossibleCpus() : 1;
-    const slot = info.perCpu ? Math.ceil(info.valueSize / 8) * 8 : info.valueSize;
-    const key = Buffer.alloc(info.keySize);
-    const next = Buffer.alloc(info.keySize);
-    const value = Buffer.alloc(slot * ncpu);
-    const out: MapEntry[] = [];
-    let first = true;
-    for (let guard = 0; guard <= Math.max(info.maxEntries, 1) + 1; guard++) {
-      const rc = api.mapNextKey(fd, first ? null : key, next);
-      if (rc !== 0) {
-        if (-rc === ENOENT) break;
-        throw new K2Error('input', `reading map '${name}': ${api.strerror(-rc)} (${errnoName(-rc)})`, { file: this.file });
-      }
-      first = false;
-      next.copy(key);
-      const lr = api.mapLookup(fd, key, value);
-      if (lr !== 0) {
-        if (-lr === ENOENT) continue;
-        throw new K2Error('input', `reading map '${name}': ${api.strerror(-lr)} (${errnoName(-lr)})`, { file: this.file });
-      }
-      const perCpu = info.perCpu ? Array.from({ length: ncpu }, (_, c) => new Uint8Array(value.subarray(c * slot, c * slot + info.valueSize))) : undefined;
-      out.push({ key: new Uint8Array(key), value: new Uint8Array(value.subarray(0, info.valueSize)), ...(perCpu ? { perCpu } : {}) });
-    }
-    return out;
+    return readMapFd(this.api, fd, info, this.file);
   }
 
   writeMap(name: string, entries: MapEntry[]): void {
-    const api = this.api;
     const { fd, info } = this.map(name);
-    const ncpu = info.perCpu ? api.numPossibleCpus() : 1;
-    const slot = info.perCpu ? Math.ceil(info.valueSize / 8) * 8 : info.valueSize;
-    for (const e of entries) {
-      if (e.key.length !== info.keySize) throw new K2Error('usage', `map '${name}': key is ${e.key.length} bytes, the map wants ${info.keySize}`);
-      const value = Buffer.alloc(slot * ncpu);
-      for (let c = 0; c < ncpu; c++) {
-        const v = e.perCpu?.[c] ?? e.value;
-        if (v.length !== info.valueSize) throw new K2Error('usage', `map '${name}': value is ${v.length} bytes, the map wants ${info.valueSize}`);
-        value.set(v, c * slot);
-      }
-      const rc = api.mapUpdate(fd, Buffer.from(e.key), value, 0);
-      if (rc !== 0) throw new K2Error('input', `writing map '${name}': ${api.strerror(-rc)} (${errnoName(-rc)})`, { file: this.file });
-    }
+    writeMapFd(this.api, fd, info, entries, this.file);
   }
 
   clearMap(name: string): void {
-    const api = this.api;
     const { fd, info } = this.map(name);
-    if (info.type.includes('array')) {
-      // Array elements cannot be deleted: zero them.
-      const zero = new Uint8Array(info.valueSize);
-      this.writeMap(name, this.readMap(name).map((e) => ({ key: e.key, value: zero })));
-      return;
-    }
-    for (const e of this.readMap(name)) {
-      const rc = api.mapDelete(fd, Buffer.from(e.key));
-      if (rc !== 0 && -rc !== ENOENT) throw new K2Error('input', `clearing map '${name}': ${api.strerror(-rc)}`, { file: this.file });
-    }
+    clearMapFd(this.api, fd, info, this.file);
   }
 
   close(): void {

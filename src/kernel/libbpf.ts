@@ -26,6 +26,10 @@ export const LAYOUT = {
   progInfoSize: 232, // struct bpf_prog_info (we read only fields below)
   progInfo: { type: 0, id: 4, tag: 8, jitedLen: 16, xlatedLen: 20, nrMapIds: 52, name: 64, verifiedInsns: 216 },
   mapInfoSize: 88,
+  mapCreateOptsSize: 48, // struct bpf_map_create_opts
+  mapCreateOpts: { innerMapFd: 24, mapFlags: 28, mapExtra: 32, numaNode: 40 },
+  progLoadOptsSize: 104, // struct bpf_prog_load_opts
+  progLoadOpts: { expectedAttachType: 12, progFlags: 20, kernVersion: 28, logLevel: 88, logSize: 92, logBuf: 96 },
   mapInfo: { type: 0, id: 4, keySize: 8, valueSize: 12, maxEntries: 16, flags: 20, name: 24 },
 } as const;
 
@@ -92,6 +96,12 @@ export interface LibbpfApi {
   mapDelete(fd: number, key: Buffer): number;
   mapNextKey(fd: number, key: Buffer | null, next: Buffer): number;
   progLoadRaw(type: number, name: string | null, license: string, insns: Buffer, cnt: number): number;
+  /** bpf_prog_load() with a struct bpf_prog_load_opts built by `progLoadOpts`; fd or -errno. */
+  progLoad(type: number, name: string | null, license: string, insns: Buffer, cnt: number, opts: Buffer): number;
+  /** bpf_map_create() with a struct bpf_map_create_opts built by `mapCreateOpts`; fd or -errno. */
+  mapCreate(type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, opts: Buffer): number;
+  /** bpf_map_freeze(): no more writes from user space (read-only global data). 0 or -errno. */
+  mapFreeze(fd: number): number;
   numPossibleCpus(): number;
   /** libbpf_strerror(): message for libbpf's own errno values (4000+) as well as the usual ones. */
   libbpfStrerror(err: number): string;
@@ -192,6 +202,8 @@ function bind(): LibbpfApi {
   const del = f('int bpf_map_delete_elem(int fd, const void *key)');
   const next_key = f('int bpf_map_get_next_key(int fd, const void *key, void *next)');
   const prog_load = f('int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t cnt, const void *opts)');
+  const map_create = f('int bpf_map_create(int type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)');
+  const map_freeze = f('int bpf_map_freeze(int fd)');
   const num_cpus = f('int libbpf_num_possible_cpus()');
   const strerror_r = f('int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)');
 
@@ -262,6 +274,9 @@ function bind(): LibbpfApi {
     mapDelete: (fd, key) => del(fd, key) as number,
     mapNextKey: (fd, key, next) => next_key(fd, key, next) as number,
     progLoadRaw: (type, name, license, insns, cnt) => prog_load(type, name, license, insns, cnt, null) as number,
+    progLoad: (type, name, license, insns, cnt, opts) => prog_load(type, name, license, insns, cnt, opts) as number,
+    mapCreate: (type, name, k, v, n, opts) => map_create(type, name, k, v, n, opts) as number,
+    mapFreeze: (fd) => map_freeze(fd) as number,
     numPossibleCpus: () => num_cpus() as number,
     libbpfStrerror: (err) => {
       const buf = new Uint8Array(256);

@@ -1,14 +1,17 @@
 // Plain data exchanged with the kernel layer. Nothing here holds a native resource.
 
-/** Which loader talks to the kernel: libbpf in-process (koffi) or the bpftool command. */
-export type LoaderKind = 'libbpf' | 'bpftool';
+/** Which loader talks to the kernel: libbpf in-process (koffi), the bpftool command, or k2's own
+ * loader for legacy `maps` objects (libbpf.so's low-level bpf() wrappers; used automatically when
+ * libbpf refuses an object for its legacy map definitions, or forced with 'legacy'). */
+export type LoaderKind = 'libbpf' | 'bpftool' | 'legacy';
 
 /**
  * What the kernel said about one program:
  * - `accepted`: the verifier accepted it (it is loaded, or was while we looked at it);
  * - `rejected`: the kernel refused it (verifier or BPF_PROG_LOAD error) — `log` says why;
- * - `cannot-load`: it never reached the verifier on this machine (legacy object format, unknown
- *   program type, attach target or kernel feature missing, map creation failed...) — `error` says why.
+ * - `cannot-load`: it was never judged on its code on this machine (unknown program type, attach
+ *   target, kfunc or kernel feature missing, trampolines not permitted, map creation failed...) —
+ *   `error` says why (fixups.ts `classifyLoadError` tells it from `rejected`).
  */
 export type Verdict = 'accepted' | 'rejected' | 'cannot-load';
 
@@ -24,6 +27,9 @@ export interface ProgramVerdict {
   error: string | null; // one line: why it was not accepted (null when accepted)
   log: string; // verifier log (tail) when rejected; empty when accepted
   fixups: string[]; // loader fixups applied to this program (e.g. program type guessed)
+  /** Wall time of loading this program on its own (BPF_PROG_LOAD with its maps), in ms; absent when
+   * it was loaded together with others (see VerifyOptions.timing) or never reached the kernel. */
+  loadMs?: number;
 }
 
 export interface VerifyReport {
@@ -87,6 +93,8 @@ export interface VerifyOptions {
   logSize?: number;
   /** Name to report for in-memory objects. */
   name?: string;
+  /** Load every program on its own and report its load time (`loadMs`): slower, for `k2 check`. */
+  timing?: boolean;
 }
 
 export interface BpfAvailability {
