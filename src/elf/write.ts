@@ -1,7 +1,8 @@
 // Serializes an ElfFile. Layout follows LLVM's: ELF header, section contents in index order (each at
 // its alignment), then the section header table; symtab and rel sections are regenerated from the
 // structured symbols/relocations, every other section is written from `data`.
-import { SHT, type ElfFile, type ElfRel, type ElfSymbol } from './types.js';
+import { K2Error } from '../util/errors.js';
+import { SHT, type ElfFile, type ElfRel, type ElfSection, type ElfSymbol } from './types.js';
 
 const align = (n: number, a: number): number => (a > 1 ? Math.ceil(n / a) * a : n);
 
@@ -92,5 +93,181 @@ export function writeElf(elf: ElfFile): Uint8Array {
     view.setBigUint64(h + 48, s.addralign, true);
     view.setBigUint64(h + 56, s.entsize, true);
   });
+  return out;
+}
+
+// ---- Removing sections ------------------------------------------------------------------------------
+// Everything in a relocatable ELF that names a section index or a symbol index must follow when
+// sections go: section symbols and other symbols defined there (st_shndx), every r_sym, symtab's sh_info
+// (first non-local symbol), .llvm_addrsig (ULEB128 symbol indices), SHT_GROUP members and signature,
+// and every sh_link / sh_info that is a section index. libbpf's linker rejects a symbol left with
+// st_shndx 0 ("invalid extern symbol"); llvm-objcopy/strip reject an sh_link past the last section.
+
+const SHF_INFO_LINK = 0x40n; // sh_info holds a section index
+const SHF_LINK_ORDER = 0x80n; // sh_link names the section this one belongs with
+const SHT_GROUP = 17;
+const SHT_SYMTAB_SHNDX = 18;
+const SHN_LORESERVE = 0xff00;
+const SHN_XINDEX = 0xffff;
+
+export function encodeUleb128(values: readonly number[]): Uint8Array {
+  const out: number[] = [];
+  for (let v of values) {
+    do {
+      const byte = v % 128;
+      v = Math.floor(v / 128);
+      out.push(v > 0 ? byte | 0x80 : byte);
+    } while (v > 0);
+  }
+  return Uint8Array.from(out);
+}
+
+/** The ULEB128 numbers of `data` in order, or null when the last one is cut off or too large. */
+export function decodeUleb128List(data: Uint8Array): number[] | null {
+  const out: number[] = [];
+  let at = 0;
+  while (at < data.length) {
+    let v = 0;
+    let scale = 1;
+    for (;;) {
+      if (at >= data.length || scale > 2 ** 49) return null;
+      const b = data[at++]!;
+      v += (b & 0x7f) * scale;
+      scale *= 128;
+      if ((b & 0x80) === 0) break;
+    }
+    out.push(v);
+  }
+  return out;
+}
+
+const isRelSection = (t: number): boolean => t === SHT.REL || t === SHT.RELA;
+
+/**
+ * The sections `drop` names, plus what cannot stay without them: relocation sections for them and
+ * sections tied to them by SHF_LINK_ORDER / SHF_INFO_LINK.
+ */
+function closeDropSet(elf: ElfFile, drop: ReadonlySet<number>): Set<number> {
+  const out = new Set(drop);
+  for (let grew = true; grew; ) {
+    grew = false;
+    elf.sections.forEach((s, i) => {
+      if (i === 0 || out.has(i)) return;
+      const infoIsSection = isRelSection(s.type) || (s.flags & SHF_INFO_LINK) !== 0n;
+      const orphan = (infoIsSection && s.info !== 0 && out.has(s.info)) || ((s.flags & SHF_LINK_ORDER) !== 0n && out.has(s.link));
+      if (orphan) {
+        out.add(i);
+        grew = true;
+      }
+    });
+  }
+  return out;
+}
+
+/**
+ * A copy of `elf` without the sections in `drop` (and the relocation sections that patch them), with
+ * every section and symbol index renumbered. Returns `elf` itself when there is nothing to drop.
+ */
+export function removeSections(elf: ElfFile, drop: ReadonlySet<number>): ElfFile {
+  // An unreadable address-significance table goes too (it is only a hint for identical-code folding).
+  const badAddrsig = elf.sections.findIndex((s) => s.type === SHT.LLVM_ADDRSIG && decodeUleb128List(s.data) === null);
+  const gone = closeDropSet(elf, badAddrsig > 0 && drop.size > 0 ? new Set([...drop, badAddrsig]) : drop);
+  gone.delete(0);
+  if (gone.size === 0) return elf;
+  const strtabIndex = elf.symtabIndex > 0 ? elf.sections[elf.symtabIndex]!.link : 0;
+  for (const keep of [elf.symtabIndex, strtabIndex, elf.shstrndx]) {
+    if (keep > 0 && gone.has(keep)) throw new K2Error('unsupported', `section ${elf.sections[keep]!.name} would be removed, but the object needs it (symbol or section names)`, { file: elf.path });
+  }
+
+  const secMap: number[] = [];
+  let n = 0;
+  elf.sections.forEach((_, i) => secMap.push(gone.has(i) ? -1 : n++));
+  const sec = (i: number, what: string): number => {
+    if (i === 0) return 0;
+    const to = secMap[i];
+    if (to === undefined) throw new K2Error('input', `${what} names section ${i}, which does not exist`, { file: elf.path });
+    // Only a malformed object links a section k2 keeps to one it removes (e.g. .llvm_addrsig to DWARF).
+    if (to < 0) throw new K2Error('unsupported', `${what} names section ${i} (${elf.sections[i]!.name}), which k2 removes`, { file: elf.path });
+    return to;
+  };
+
+  // Symbols: those defined in a removed section go (they are only ever section symbols of DWARF, and
+  // only relocations of removed sections may use them — checked below).
+  const definedInGone = (s: ElfSymbol): boolean => s.shndx > 0 && s.shndx < SHN_LORESERVE && gone.has(s.shndx);
+  if (elf.symbols.some((s) => s.shndx === SHN_XINDEX)) throw new K2Error('unsupported', 'extended section indices (SHN_XINDEX) while removing sections', { file: elf.path });
+  const symMap: number[] = [];
+  const symbols: ElfSymbol[] = [];
+  elf.symbols.forEach((s, i) => {
+    if (i > 0 && definedInGone(s)) {
+      symMap.push(-1);
+      return;
+    }
+    symMap.push(symbols.length);
+    symbols.push(s.shndx > 0 && s.shndx < SHN_LORESERVE ? { ...s, shndx: sec(s.shndx, `symbol ${s.name}`) } : s);
+  });
+  // Only malformed input has a kept relocation or group naming a symbol of a removed (DWARF) section.
+  const sym = (i: number, what: string): number => {
+    const to = symMap[i];
+    if (to === undefined || to < 0) throw new K2Error('unsupported', `${what} uses symbol ${i} (${elf.symbols[i]?.name ?? '?'}) of a section k2 removes`, { file: elf.path });
+    return to;
+  };
+
+  const relocs = new Map<number, ElfRel[]>();
+  for (const [i, rels] of elf.relocs) {
+    if (gone.has(i)) continue;
+    relocs.set(sec(i, 'relocation map'), rels.map((r) => ({ ...r, sym: sym(r.sym, `relocation section ${elf.sections[i]!.name}`) })));
+  }
+
+  const sections: ElfSection[] = [];
+  elf.sections.forEach((s, i) => {
+    if (gone.has(i)) return;
+    if (i === 0) {
+      sections.push(s);
+      return;
+    }
+    const where = `section ${s.name}`;
+    let { link, info, data } = s;
+    // sh_link is a section index for every type that uses it (0 otherwise). For the types k2 knows it
+    // must name a kept section; for others, one naming a removed section becomes 0 (no link), one
+    // already out of range in the input is left as it was.
+    const structural = s.type === SHT.SYMTAB || isRelSection(s.type) || s.type === SHT.LLVM_ADDRSIG || s.type === SHT_GROUP;
+    if (structural) link = sec(link, `sh_link of ${where}`);
+    else if (link < elf.sections.length) link = gone.has(link) ? 0 : sec(link, `sh_link of ${where}`);
+    if (s.type === SHT.SYMTAB) {
+      // sh_info: one past the last local symbol.
+      info = symMap.slice(0, s.info).filter((m) => m >= 0).length;
+      data = encodeSymbols(symbols);
+    } else if (isRelSection(s.type)) {
+      info = sec(info, `sh_info of ${where}`);
+      data = encodeRelocs(relocs.get(sec(i, where)) ?? [], s.type === SHT.RELA);
+    } else if (s.type === SHT.LLVM_ADDRSIG) {
+      const indices = decodeUleb128List(s.data) ?? [];
+      data = encodeUleb128(indices.filter((k) => symMap[k] !== undefined && symMap[k]! >= 0).map((k) => symMap[k]!));
+    } else if (s.type === SHT_GROUP) {
+      info = sym(info, `signature of group ${where}`);
+      data = remapGroup(s.data, secMap, (cause) => new K2Error('input', cause, { file: elf.path, section: s.name }));
+    } else if (s.type === SHT_SYMTAB_SHNDX) {
+      throw new K2Error('unsupported', 'SHT_SYMTAB_SHNDX while removing sections', { file: elf.path });
+    } else if ((s.flags & SHF_INFO_LINK) !== 0n) {
+      info = sec(info, `sh_info of ${where}`);
+    }
+    sections.push({ ...s, link, info, data, size: s.type === SHT.NOBITS ? s.size : BigInt(data.length) });
+  });
+  return { ...elf, sections, symbols, relocs, symtabIndex: elf.symtabIndex > 0 ? sec(elf.symtabIndex, 'symtab') : 0, shstrndx: sec(elf.shstrndx, 'e_shstrndx') };
+}
+
+/** SHT_GROUP contents: a flag word, then member section indices (removed members leave the group). */
+function remapGroup(data: Uint8Array, secMap: number[], bad: (c: string) => K2Error): Uint8Array {
+  if (data.length % 4 !== 0 || data.length < 4) throw bad('SHT_GROUP section size is not a multiple of 4');
+  const inView = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const words = [inView.getUint32(0, true)];
+  for (let at = 4; at < data.length; at += 4) {
+    const to = secMap[inView.getUint32(at, true)];
+    if (to === undefined) throw bad('SHT_GROUP names a section that does not exist');
+    if (to >= 0) words.push(to);
+  }
+  const out = new Uint8Array(words.length * 4);
+  const view = new DataView(out.buffer);
+  words.forEach((w, k) => view.setUint32(k * 4, w, true));
   return out;
 }

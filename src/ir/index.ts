@@ -9,7 +9,7 @@ import { writeFileAtomic } from '../util/fs.js';
 
 export * from './types.js';
 export { liftObject, slotLabel, isPseudoCall, isPseudoFunc, isLongJump } from './lift.js';
-export { lowerObject, layoutSection, dropDwarf, type LowerOptions } from './lower.js';
+export { lowerObject, lowerObjectWithInfo, layoutSection, dropDwarf, isDwarfSection, type LowerOptions, type LowerResult, type DwarfOutcome } from './lower.js';
 export { progTypeOfSection, TEST_RUN_PACKET_TYPES } from './progtype.js';
 
 export function readObject(path: string): BpfObject {

@@ -2,7 +2,7 @@
 // relocation offsets, code symbol values/sizes, BTF.ext insn_offs and section sizes.
 import { encodeInsns, slotsOf, BPF_INSN_SIZE } from '../isa/index.js';
 import { encodeBtfExt, btfExtRecordOffsets, type BtfExt, type BtfExtRecordSet, type CoreReloRec, type FuncInfoRec, type LineInfoRec } from '../elf/btf.js';
-import { encodeRelocs, encodeSymbols } from '../elf/write.js';
+import { encodeRelocs, encodeSymbols, removeSections } from '../elf/write.js';
 import { SHT, type ElfFile, type ElfRel, type ElfSection, type ElfSymbol } from '../elf/types.js';
 import { K2Error } from '../util/errors.js';
 import { isLongJump, isPseudoCall } from './lift.js';
@@ -12,6 +12,21 @@ export interface LowerOptions {
   /** Drop DWARF (.debug_* and their relocations) — default: only when some code changed, since its
    *  addresses would be stale. libbpf ignores DWARF; line info for the verifier lives in .BTF.ext. */
   dropDwarf?: boolean;
+}
+
+/** What happened to the object's DWARF (.debug_* sections) when it was lowered. */
+export type DwarfOutcome =
+  | 'none' // the object has no DWARF
+  | 'unchanged' // code unchanged (or dropDwarf: false): DWARF written as read
+  | 'dropped'; // code changed: the DWARF sections, their relocations and section symbols were removed
+
+export interface LowerResult {
+  elf: ElfFile;
+  /** Some code section's bytes differ from the input's. */
+  codeChanged: boolean;
+  dwarf: DwarfOutcome;
+  /** dwarf === 'dropped': the object was built with -g but its DWARF is not in the output. */
+  dwarfDropped: boolean;
 }
 
 export interface Layout {
@@ -43,6 +58,11 @@ const resolve = (layout: Layout, label: Label, sec: string): number => {
 };
 
 export function lowerObject(obj: BpfObject, opts: LowerOptions = {}): ElfFile {
+  return lowerObjectWithInfo(obj, opts).elf;
+}
+
+/** `lowerObject`, also saying whether code changed and what became of the DWARF. */
+export function lowerObjectWithInfo(obj: BpfObject, opts: LowerOptions = {}): LowerResult {
   const elf = obj.elf;
   const layouts = new Map(obj.code.map((sec) => [sec.name, layoutSection(sec)]));
   const symbols: ElfSymbol[] = elf.symbols.map((s) => ({ ...s }));
@@ -89,7 +109,10 @@ export function lowerObject(obj: BpfObject, opts: LowerOptions = {}): ElfFile {
     sections[elf.symtabIndex] = { ...sections[elf.symtabIndex]!, data, size: BigInt(data.length) };
   }
   const out: ElfFile = { ...elf, sections, symbols, relocs };
-  return (opts.dropDwarf ?? changed) ? dropDwarf(out) : out;
+  const hasDwarf = elf.sections.some((s, i) => i > 0 && isDwarfSection(s));
+  if (!hasDwarf) return { elf: out, codeChanged: changed, dwarf: 'none', dwarfDropped: false };
+  if (!(opts.dropDwarf ?? changed)) return { elf: out, codeChanged: changed, dwarf: 'unchanged', dwarfDropped: false };
+  return { elf: dropDwarf(out), codeChanged: changed, dwarf: 'dropped', dwarfDropped: true };
 }
 
 function concretize(insn: IrInsn, i: number, sec: CodeSection, layout: Layout, layouts: Map<string, Layout>, symbols: ElfSymbol[]) {
@@ -152,25 +175,14 @@ function rewriteBtfExt(obj: BpfObject, layouts: Map<string, Layout>, sections: E
   relocs.set(relIdx, rels);
 }
 
-/** Removes .debug_* sections and relocation sections for them, renumbering section indices. */
+/** Removes .debug_* sections and the relocation sections for them (their section symbols go too, and
+ *  every section and symbol index is renumbered: see `removeSections`). */
 export function dropDwarf(elf: ElfFile): ElfFile {
-  const isDwarf = (s: ElfSection): boolean => s.name.startsWith('.debug_');
-  const drop = elf.sections.map((s) => isDwarf(s) || ((s.type === SHT.REL || s.type === SHT.RELA) && isDwarf(elf.sections[s.info] ?? s) && s.info !== 0));
-  if (!drop.some(Boolean)) return elf;
-  const newIndex: number[] = [];
-  let n = 0;
-  drop.forEach((d, i) => newIndex.push(d ? -1 : n++));
-  const remap = (i: number): number => (i === 0 ? 0 : newIndex[i] ?? i);
-  const sections = elf.sections
-    .map((s) => {
-      const rel = s.type === SHT.REL || s.type === SHT.RELA;
-      return { ...s, link: s.type === SHT.SYMTAB || rel ? remap(s.link) : s.link, info: rel ? remap(s.info) : s.info };
-    })
-    .filter((_, i) => !drop[i]);
-  // Section symbols of dropped sections stay (indices of all other symbols must not move) but point nowhere.
-  const symbols = elf.symbols.map((s) =>
-    s.shndx > 0 && s.shndx < 0xff00 ? (newIndex[s.shndx] === -1 ? { ...s, shndx: 0, value: 0n, size: 0n } : { ...s, shndx: remap(s.shndx) }) : s);
-  const relocs = new Map<number, ElfRel[]>();
-  for (const [i, r] of elf.relocs) if (!drop[i]) relocs.set(remap(i), r);
-  return { ...elf, sections, symbols, relocs, symtabIndex: remap(elf.symtabIndex), shstrndx: remap(elf.shstrndx) };
+  const dwarf = new Set<number>();
+  elf.sections.forEach((s, i) => {
+    if (i > 0 && isDwarfSection(s)) dwarf.add(i);
+  });
+  return removeSections(elf, dwarf);
 }
+
+export const isDwarfSection = (s: ElfSection): boolean => s.name.startsWith('.debug_');
