@@ -3,24 +3,32 @@ import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { action, printJson, table, EXIT_CODES_HELP } from './common.js';
 import { EXIT, K2Error } from '../util/errors.js';
-import { checkSemantics, type DiffReport } from '../testgen/diff.js';
+import { checkSemantics, type DiffReport, type Mismatch } from '../testgen/diff.js';
 import { requireBpf } from './verify.js';
 
 const HELP = `
 Runs every program of OBJ that BPF_PROG_TEST_RUN can run with a packet (xdp, tc, socket filter,
 cgroup_skb, lwt) in k2's interpreter and in the kernel, on the same generated inputs (Ethernet,
 VLAN, IPv4, IPv6, TCP, UDP, ICMP, ARP, truncated and random packets; random __sk_buff fields) and
-the same map contents, and compares the return value, the output packet and context, and every
-map. The kernel is the reference. Inputs come in sessions of 8 that share map state.
-Outcomes that differ only in bytes holding a ktime/prandom result are not mismatches (counted as
-nondetInputs); inputs on which the interpreter finds undefined behaviour (reading uninitialised
-stack) are not compared (undefinedInputs).
+the same map contents, and compares the return value, the output packet and context, and the maps.
+The kernel is the reference. Inputs come in sessions of 8 that share map state; maps are compared
+key by key where the interpreter touched them after every input, and whole after every session
+(maps of more than 4096 entries: after the first and the last session, read a chunk at a time).
+fib_lookup and get_hash_recalc get this host's answers (small probe programs run the helper in the
+kernel with the same arguments). Outcomes that differ only in bytes holding a ktime/prandom result,
+or after the program read the clock or random numbers, are not mismatches (NONDET); inputs on which the interpreter finds
+undefined behaviour (reading uninitialised stack) are not compared (UNDEFINED); inputs the kernel
+refuses to run are skipped (REFUSED; the first, when no input ran yet, is replaced by a well-formed
+IPv4/UDP packet, which tells a program the kernel never runs from one bad input). Programs that cannot be tested are listed with the reason:
+types without a packet test run, programs the kernel does not load or test-run here (with its
+errno), helpers or contexts k2's interpreter does not model.
 
-JSON: {"programs":[{"section","name","type","inputs","mismatches","undefinedInputs","nondetInputs",
-"firstMismatch":{input,packet,ctx,field,a:kernel,b:interpreter}|null}], "untestable":[{"name","why"}]}
+JSON: {"file","tested":bool,"programs":[{"section","name","type","inputs","mismatches",
+"undefinedInputs","nondetInputs","refusedInputs","firstMismatch":{input,packet,ctx,field,a:kernel,
+b:interpreter}|null}], "untestable":[{"section","name","type","why"}]}
 
-Exit status: 0 no mismatches; 1 mismatches; 2 bad input or an interpreter limitation;
-3 bpf() unavailable.
+Exit status: 0 some program tested and no mismatch; 1 mismatches; 2 bad input; 3 bpf()
+unavailable; 7 no program could be tested here.
 ${EXIT_CODES_HELP}`;
 
 export function positiveInt(v: string, flag: string, min = 1): number {
@@ -29,23 +37,50 @@ export function positiveInt(v: string, flag: string, min = 1): number {
   return n;
 }
 
+/** Whether some program of the report had inputs compared. */
+export const anyTested = (r: DiffReport): boolean => r.programs.some((p) => p.inputs > 0);
+
+/** Exit status of a report: 1 mismatches; 7 nothing could be tested; 0 some program tested, no mismatch. */
+export function diffExit(r: DiffReport): number {
+  if (r.programs.some((p) => p.mismatches > 0)) return EXIT.NEGATIVE;
+  return anyTested(r) ? EXIT.OK : EXIT.UNCHECKED;
+}
+
+function describeMismatch(m: Mismatch, refName: string, otherName: string): string {
+  const where = m.after ? `after inputs ${m.after[0]}..${m.after[1]}` : m.input < 0 ? 'loading' : `on input ${m.input}`;
+  let out = `  ${m.field}${m.bytes ? ` bytes ${m.bytes}` : ''} differs ${where}
+`;
+  if (m.packet) out += `    packet ${m.packet}
+`;
+  if (m.ctx) out += `    ctx    ${m.ctx}
+`;
+  out += `    ${refName}: ${JSON.stringify(m.a)}
+    ${otherName}: ${JSON.stringify(m.b)}
+`;
+  return out;
+}
+
 export function printDiffReport(r: DiffReport, json: boolean | undefined, refName: string, otherName: string): number {
-  const bad = r.programs.reduce((n, p) => n + p.mismatches, 0);
   if (json) {
-    printJson({ programs: r.programs, untestable: r.untestable });
-  } else {
-    const rows = r.programs.map((p) => [p.section, p.name, p.type, p.inputs, p.mismatches, p.undefinedInputs ?? 0, p.nondetInputs ?? 0]);
-    process.stdout.write(table(['SECTION', 'PROGRAM', 'TYPE', 'INPUTS', 'MISMATCHES', 'UNDEFINED', 'NONDET'], rows));
-    for (const p of r.programs) {
-      if (!p.firstMismatch) continue;
-      const m = p.firstMismatch;
-      process.stdout.write(`\n${p.name}: first mismatch on input ${m.input} (${m.field})\n  packet ${m.packet}\n`);
-      if (m.ctx) process.stdout.write(`  ctx    ${m.ctx}\n`);
-      process.stdout.write(`  ${refName}: ${JSON.stringify(m.a)}\n  ${otherName}: ${JSON.stringify(m.b)}\n`);
-    }
-    for (const u of r.untestable) process.stdout.write(`not tested: ${u.section} ${u.name} (${u.type}): ${u.why}\n`);
+    printJson({ file: r.file, tested: anyTested(r), programs: r.programs, untestable: r.untestable });
+    return diffExit(r);
   }
-  return bad > 0 ? EXIT.NEGATIVE : EXIT.OK;
+  const rows = r.programs.map((p) => [p.section, p.name, p.type, p.inputs, p.mismatches, p.nondetInputs ?? 0, p.undefinedInputs ?? 0, p.refusedInputs ?? 0]);
+  if (rows.length) process.stdout.write(table(['SECTION', 'PROGRAM', 'TYPE', 'INPUTS', 'MISMATCHES', 'NONDET', 'UNDEFINED', 'REFUSED'], rows));
+  for (const p of r.programs) {
+    if (p.nondeterministic?.length) {
+      const fields = p.nondeterministic.map((f) => `${f.field}${f.bytes ? ` bytes ${f.bytes}` : ''} (${f.inputs} input${f.inputs === 1 ? '' : 's'})`);
+      process.stdout.write(`\n${p.name}: nondeterministic in ${refName} (differs between two runs on the same input): ${fields.join(', ')}\n`);
+    }
+    const list = p.mismatchList ?? (p.firstMismatch ? [p.firstMismatch] : []);
+    if (!list.length) continue;
+    process.stdout.write(`\n${p.name}: ${p.mismatches} input${p.mismatches === 1 ? '' : 's'} with a mismatch${list.length < p.mismatches ? `, first ${list.length}` : ''}:\n`);
+    for (const m of list) process.stdout.write(describeMismatch(m, refName, otherName));
+  }
+  if (r.untestable.length) process.stdout.write('\n');
+  for (const u of r.untestable) process.stdout.write(`not tested: ${u.section} ${u.name} (${u.type}): ${u.why}\n`);
+  if (!anyTested(r)) process.stderr.write(`k2: ${r.file}: no program could be tested here\n`);
+  return diffExit(r);
 }
 
 export function register(program: Command): void {

@@ -10,13 +10,32 @@ import { positiveInt, printDiffReport } from './check-semantics.js';
 const HELP = `
 Loads both objects and runs every packet program of ORIG (matched by name in OPT) in the kernel
 with BPF_PROG_TEST_RUN on the same generated inputs and map contents, comparing the return value,
-the output packet and context, and every map. A program OPT lacks or the verifier rejects in OPT
-counts as a mismatch. Maps are compared at the end of each session of 8 inputs. When the objects
-read the clock, map values that differ only in nearby ktime-like 8-byte values are not mismatches;
-when they use get_prandom_u32, differing inputs are counted as nondetInputs instead. Same JSON as
-check-semantics ("a" is ORIG, "b" is OPT).
+the output packet and context, and the maps. A program OPT lacks or the verifier rejects in OPT
+counts as a mismatch.
 
-Exit status: 0 no mismatches; 1 mismatches; 2 bad input; 3 bpf() unavailable.
+Nondeterminism: ORIG is loaded twice and run twice on every input from the same map state; the
+outputs that differ between those two runs (clock, random numbers, CPU ids, pointers) are
+nondeterministic. They are listed per program (field and byte ranges, e.g. "packet bytes 0-7",
+"map NAME value bytes 0-7") and a difference of OPT there is not a mismatch (NONDET counts such
+inputs); every other byte is compared.
+
+Maps: inputs come in sessions of 8; maps of up to 4096 entries are reset before and compared after
+every session; bigger maps keep their contents across sessions and are compared after the first
+and the last session (the mismatch then names the inputs it appeared after), read a chunk at a
+time (BPF_MAP_LOOKUP_BATCH), so memory stays bounded whatever their size.
+
+Programs that cannot be tested are listed with the reason, the others still tested: program types
+without a packet test run, programs the kernel does not load here, programs BPF_PROG_TEST_RUN
+refuses (e.g. SEC("xdp/cpumap") and SEC("xdp/devmap"), EINVAL). Inputs the kernel refuses for
+ORIG are skipped (REFUSED).
+
+JSON (ORIG is "a", OPT is "b"): {"file","tested":bool,"programs":[{"section","name","type",
+"inputs","mismatches","nondetInputs","refusedInputs","nondeterministic":[{"field","bytes","inputs"}],
+"firstMismatch","mismatchList":[{"input","packet","ctx","field","bytes","after","a","b"}]}],
+"untestable":[{"section","name","type","why"}]}
+
+Exit status: 0 some program tested and no mismatch; 1 mismatches; 2 bad input; 3 bpf()
+unavailable; 7 no program could be tested here.
 ${EXIT_CODES_HELP}`;
 
 export function register(program: Command): void {

@@ -8,6 +8,7 @@ import { STT, symType } from '../elf/types.js';
 import { slotsOf } from '../isa/codec.js';
 import { K2Error } from '../util/errors.js';
 import type { MapSpec } from './maps.js';
+import { coreRelocated } from './core.js';
 
 /** Words per compiled instruction: op, dst, src, off, imm, aux. */
 export const STRIDE = 6;
@@ -49,6 +50,10 @@ export interface CompileSource {
   maps: MapSpec[];
   entries: { name: string; section: string; label?: string }[];
   resolveReloc: (insn: IrInsn, section: string) => RelocTarget;
+  /** Instructions the interpreter must not run (why), e.g. CO-RE relocations it cannot resolve. */
+  refuse?: Map<IrInsn, string>;
+  /** Name of an ELF symbol (for messages). */
+  symbolName?: (sym: number) => string;
 }
 
 export function compile(src: CompileSource): Unit {
@@ -88,6 +93,8 @@ export function compile(src: CompileSource): Unit {
       code[at + 2] = insn.src;
       code[at + 3] = insn.off;
       code[at + 4] = insn.imm;
+      const refused = src.refuse?.get(insn);
+      if (refused) return bad(at, refused);
       const cls = opClass(insn.code);
       if (insn.code === LD_IMM64) {
         if (insn.callee || insn.src === PSEUDO.FUNC) {
@@ -122,7 +129,11 @@ export function compile(src: CompileSource): Unit {
         }
       } else if (cls === CLASS.JMP && (insn.code & 0xf0) === JMP.CALL) {
         if (insn.src === CALL_PSEUDO) {
-          const pc = insn.callee ? pcOf(insn.callee.section, insn.callee.label, 'call') : 'bpf-to-bpf call without target';
+          const pc = insn.callee
+            ? pcOf(insn.callee.section, insn.callee.label, 'call')
+            : insn.reloc
+              ? `call of extern function ${src.symbolName?.(insn.reloc.sym) ?? `symbol #${insn.reloc.sym}`} (a kernel function the loader resolves: kfunc) is not modelled`
+              : 'bpf-to-bpf call without target';
           if (typeof pc === 'string') bad(at, pc);
           else {
             code[at] = OP.CALL_LOCAL;
@@ -169,8 +180,17 @@ export function objectMaps(obj: BpfObject): MapSpec[] {
   return maps;
 }
 
+export interface CompileObjectOptions {
+  /**
+   * CO-RE relocated instructions: 'placeholder' (default) runs clang's values as written in the
+   * object; 'kernel' patches them as the loader does for this kernel where k2 knows the value
+   * exactly, and refuses to run them otherwise (for comparisons with the kernel).
+   */
+  core?: 'placeholder' | 'kernel';
+}
+
 /** Compiles every code section of an object; entries are its programs by name. */
-export function compileObject(obj: BpfObject, sections: CodeSection[] = obj.code): Unit {
+export function compileObject(obj: BpfObject, sections: CodeSection[] = obj.code, opts: CompileObjectOptions = {}): Unit {
   const maps = objectMaps(obj);
   const nMapDefs = obj.maps.length;
   const syms = obj.elf.symbols;
@@ -201,11 +221,27 @@ export function compileObject(obj: BpfObject, sections: CodeSection[] = obj.code
     if (d >= 0) return { kind: 'value', map: nMapDefs + d, offset: Number(sym.value) + insn.imm };
     return { kind: 'error', message: `ld_imm64 relocation against ${sym.name || 'symbol ' + insn.reloc!.sym} (section ${secName ?? sym.shndx}) is not modelled (in ${section})` };
   };
+  const refuse = new Map<IrInsn, string>();
+  const code = sections.map((s) => {
+    if (opts.core !== 'kernel' || !s.insns.some((i) => i.core?.length)) return { name: s.name, insns: s.insns };
+    return {
+      name: s.name,
+      insns: s.insns.map((i) => {
+        if (!i.core?.length) return i;
+        const r = coreRelocated(obj, i);
+        if ('insn' in r) return r.insn;
+        refuse.set(i, r.why);
+        return i;
+      }),
+    };
+  });
   return compile({
-    sections: sections.map((s) => ({ name: s.name, insns: s.insns })),
+    sections: code,
     maps,
     entries: obj.programs.map((p) => ({ name: p.name, section: p.section, label: p.entry })),
     resolveReloc,
+    refuse,
+    symbolName: (i) => `'${syms[i]?.name ?? `#${i}`}'`,
   });
 }
 

@@ -47,6 +47,29 @@ export interface Env extends CtxModel {
   xdp: XdpState | null;
   /** The __sk_buff bytes of an skb context (helpers that change skb fields write here); null otherwise. */
   skb: Uint8Array | null;
+  /** The sk_buff behind an skb context (helpers that move headers or resize the packet); null otherwise. */
+  skbState: SkbState | null;
+}
+
+/**
+ * The parts of a test run's sk_buff the helpers change. Offsets are into `buf`; `transport` is -1
+ * while unset (the test run never sets it). `protocol` is skb->protocol in host order.
+ */
+export interface SkbState {
+  buf: Uint8Array;
+  data: number;
+  end: number;
+  mac: number;
+  net: number;
+  transport: number;
+  protocol: number;
+  encapsulation: boolean;
+  /** skb->hash once known (set by bpf_set_hash, or computed): null while it would be recomputed. */
+  hash: number | null;
+  /** Region of the packet in the machine (set at setup). */
+  region: number;
+  /** Whether the buffer already has the room any resize can need. */
+  roomy: boolean;
 }
 
 export const XDP_PACKET_HEADROOM = 256;
@@ -85,6 +108,7 @@ export function xdpEnv(input: PacketInput): Env {
   const env: Env = {
     xdp: st,
     skb: null,
+    skbState: null,
     setup(m) {
       pkt = m.addRegion('packet', buf, F.WRITE | F.PACKET, st.meta, st.end);
       const ctx = m.addRegion('ctx', new Uint8Array(24), F.CTX);
@@ -159,8 +183,6 @@ export function skbEnv(input: PacketInput, progType: string): Env {
   buf.set(input.packet, NET_SKB_PAD);
   const mac = NET_SKB_PAD;
   const net = NET_SKB_PAD + ETH_HLEN;
-  const data = l2 ? mac : net;
-  const end = NET_SKB_PAD + size;
   const ctxIn = input.ctx ? Uint8Array.prototype.slice.call(input.ctx) : new Uint8Array(SKB.size);
   const c = new Uint8Array(SKB.size);
   const cv = new DataView(c.buffer);
@@ -172,10 +194,11 @@ export function skbEnv(input: PacketInput, progType: string): Env {
   const ethProto = (p[12]! << 8) | p[13]!;
   let proto = ethProto;
   if (ethProto < 0x600) proto = p.length >= 16 && p[14] === 0xff && p[15] === 0xff ? 0x0001 : 0x0004;
-  cv.setUint32(SKB.len, end - data, true);
+  const sk: SkbState = {
+    buf, data: l2 ? mac : net, end: NET_SKB_PAD + size, mac, net, transport: -1, protocol: proto, encapsulation: false, hash: null, region: -1, roomy: false,
+  };
   cv.setUint32(SKB.pkt_type, pktType, true);
   cv.setUint32(SKB.mark, u32(ctxIn, SKB.mark), true);
-  cv.setUint32(SKB.protocol, ((proto & 0xff) << 8) | (proto >> 8), true); // __be16 as read by a u32 load
   cv.setUint32(SKB.priority, u32(ctxIn, SKB.priority), true);
   cv.setUint32(SKB.ingress_ifindex, u32(ctxIn, SKB.ingress_ifindex), true);
   cv.setUint32(SKB.ifindex, 1, true);
@@ -197,18 +220,18 @@ export function skbEnv(input: PacketInput, progType: string): Env {
   }
   c.set(ctxIn.subarray(SKB.tstamp, SKB.tstamp + 8), SKB.tstamp);
   const wire = u32(ctxIn, SKB.wire_len);
-  cv.setUint32(SKB.wire_len, wire === 0 ? end - data : wire, true);
+  cv.setUint32(SKB.wire_len, wire === 0 ? sk.end - sk.data : wire, true);
   cv.setUint32(SKB.gso_segs, u32(ctxIn, SKB.gso_segs), true);
   cv.setUint32(SKB.gso_size, u32(ctxIn, SKB.gso_size), true);
   c.set(ctxIn.subarray(SKB.hwtstamp, SKB.hwtstamp + 8), SKB.hwtstamp);
+  syncSkbCtx(sk, c);
 
-  const st = { data, end };
-  let pkt = -1;
   const env: Env = {
     xdp: null,
     skb: c,
+    skbState: sk,
     setup(m) {
-      pkt = m.addRegion('packet', buf, F.WRITE | F.PACKET, st.data, st.end);
+      sk.region = m.addRegion('packet', sk.buf, F.WRITE | F.PACKET, sk.data, sk.end);
       const ctx = m.addRegion('ctx', c, F.CTX | F.WRITE);
       m.ctxRegion = ctx;
       m.ptr(ctx, 0);
@@ -218,11 +241,11 @@ export function skbEnv(input: PacketInput, progType: string): Env {
       if (off === SKB.data || off === SKB.data_end || off === SKB.data_meta) {
         if (size !== 4) m.fault(`${size}-byte load of a packet pointer field of __sk_buff`);
         if (!direct) m.fault('direct packet access in a program type without it');
-        m.ptr(pkt, off === SKB.data_end ? st.end : st.data);
+        m.ptr(sk.region, off === SKB.data_end ? sk.end : sk.data);
         return;
       }
       if (off === SKB.napi_id || off === SKB.hash || off === SKB.tc_classid || off === SKB.vlan_tci || off === SKB.vlan_present || off === SKB.vlan_proto || off === SKB.queue_mapping || off === SKB.tc_index) {
-        // Fields the test run leaves zero unless the program writes them.
+        // Fields the test run leaves zero unless the program (or a helper) writes them.
       }
       if (off === SKB.sk || off === SKB.flow_keys) m.fault(`__sk_buff pointer field at offset ${off} is not modelled`);
       if (off + size > SKB.size) m.fault(`__sk_buff access beyond the struct at ${off}`);
@@ -251,21 +274,23 @@ export function skbEnv(input: PacketInput, progType: string): Env {
       }
     },
     ldAbs(_m, k, size) {
+      // bpf_skb_load_helper: offsets from skb->data, or SKF_NET_OFF / SKF_LL_OFF from the network / mac header.
       let at: number;
       if (k >= 0) {
-        if (st.end - st.data - k < size) return null;
-        at = st.data + k;
+        if (sk.end - sk.data - k < size) return null;
+        at = sk.data + k;
       } else if (k >= -0x100000) {
-        at = net + k + 0x100000;
+        at = sk.net + k + 0x100000;
       } else if (k >= -0x200000) {
-        at = mac + k + 0x200000;
+        at = sk.mac + k + 0x200000;
       } else return null;
-      if (k < 0 && (at < 0 || at + size > st.end)) return null;
-      if (size === 1) return buf[at]!;
-      if (size === 2) return (buf[at]! << 8) | buf[at + 1]!;
-      return ((buf[at]! << 24) | (buf[at + 1]! << 16) | (buf[at + 2]! << 8) | buf[at + 3]!) | 0;
+      if (k < 0 && (at < 0 || at + size > sk.end)) return null;
+      const b = sk.buf;
+      if (size === 1) return b[at]!;
+      if (size === 2) return (b[at]! << 8) | b[at + 1]!;
+      return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) | 0;
     },
-    packetView: () => ({ buf, start: st.data, end: st.end }),
+    packetView: () => ({ buf: sk.buf, start: sk.data, end: sk.end }),
     finish() {
       const out = ctxIn;
       for (const f of [SKB.mark, SKB.priority, SKB.ingress_ifindex, SKB.ifindex, SKB.wire_len, SKB.gso_segs]) out.set(c.subarray(f, f + 4), f);
@@ -273,15 +298,57 @@ export function skbEnv(input: PacketInput, progType: string): Env {
       out.set(c.subarray(SKB.tstamp, SKB.tstamp + 8), SKB.tstamp);
       out.set(c.subarray(SKB.hwtstamp, SKB.hwtstamp + 8), SKB.hwtstamp);
       let packet: Uint8Array;
-      if (l2) packet = buf.slice(st.data, st.end);
+      if (l2) packet = sk.buf.slice(sk.data, sk.end);
       else {
-        packet = new Uint8Array(ETH_HLEN + st.end - st.data);
-        packet.set(buf.subarray(st.data, st.end), ETH_HLEN);
+        // The test run pushes the Ethernet header back, zeroed, for the other types.
+        packet = new Uint8Array(ETH_HLEN + sk.end - sk.data);
+        packet.set(sk.buf.subarray(sk.data, sk.end), ETH_HLEN);
       }
       return { packet, ctx: out };
     },
   };
   return env;
+}
+
+/** __sk_buff fields that follow the sk_buff (len, protocol, hash). */
+function syncSkbCtx(sk: SkbState, c: Uint8Array): void {
+  const cv = new DataView(c.buffer, c.byteOffset);
+  cv.setUint32(SKB.len, sk.end - sk.data, true);
+  cv.setUint32(SKB.protocol, ((sk.protocol & 0xff) << 8) | (sk.protocol >> 8), true); // __be16 as a u32 load sees it
+  cv.setUint32(SKB.hash, sk.hash ?? 0, true);
+}
+
+/** Largest skb a helper may make (BPF_SKB_MAX_LEN = SKB_MAX_ALLOC: 16 KiB less skb_shared_info). */
+export const SKB_MAX_LEN = 4 * PAGE - SKB_SHARED_INFO_ALIGNED;
+
+/**
+ * Before a helper resizes the packet: a buffer with room for any size up to SKB_MAX_LEN at either
+ * end (the kernel reallocates the head as needed; the program cannot observe where the data lives).
+ */
+export function skbMakeRoom(m: Machine, sk: SkbState): void {
+  if (sk.roomy) return;
+  const head = NET_SKB_PAD + SKB_MAX_LEN;
+  const buf = new Uint8Array(head + SKB_MAX_LEN + SKB_MAX_LEN + 64);
+  const from = Math.min(sk.mac, sk.data);
+  const shift = head - from;
+  buf.set(sk.buf.subarray(from, sk.end), head);
+  sk.buf = buf;
+  sk.data += shift;
+  sk.end += shift;
+  sk.mac += shift;
+  sk.net += shift;
+  if (sk.transport >= 0) sk.transport += shift;
+  sk.roomy = true;
+  m.rBuf[sk.region] = buf;
+  m.rView[sk.region] = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+/** After a helper changed the skb: the packet region's bounds and the __sk_buff fields that follow it. */
+export function syncSkb(m: Machine, env: Env): void {
+  const sk = env.skbState!;
+  m.rStart[sk.region] = sk.data;
+  m.rEnd[sk.region] = sk.end;
+  syncSkbCtx(sk, env.skb!);
 }
 
 /** Programs without a packet (tracing, kprobe, ...): r1 points to a zeroed context of `ctxSize` bytes. */
@@ -290,6 +357,7 @@ export function plainEnv(ctxSize = 256): Env {
   return {
     xdp: null,
     skb: null,
+    skbState: null,
     setup(m) {
       const r = m.addRegion('ctx', c, F.CTX);
       m.ctxRegion = r;

@@ -5,6 +5,7 @@ import { F, REGION_HI, REGION_LO, FUNC_HI, type HelperFn, type Machine } from '.
 import { ERRNO, MAP_TYPE } from './maps.js';
 import { syncXdp, type Env } from './ctx.js';
 import { toHex } from './outcome.js';
+import { skbHelpers } from './skbhelpers.js';
 
 export interface HelperContext {
   env: Env;
@@ -13,6 +14,19 @@ export interface HelperContext {
   entries: Map<string, number>;
   /** Runs the subprogram at pc with r1..r5 = args; returns r0 (bpf_loop callbacks). */
   callback: (pc: number, args: bigint[]) => bigint;
+  /** Answers for helpers whose result depends on this host (see HelperOracle), when available. */
+  oracle: HelperOracle | null;
+}
+
+/**
+ * The host's answers for helpers whose results no model can predict: the FIB behind bpf_fib_lookup
+ * and the boot-time key of the skb flow hash. Null answers: unknown (the run is then nondeterministic).
+ */
+export interface HelperOracle {
+  /** bpf_fib_lookup from an XDP or tc program: its return value and the params struct after the call. */
+  fibLookup(kind: 'xdp' | 'skb', params: Uint8Array, flags: number, pktLen: number): { ret: number; params: Uint8Array } | null;
+  /** skb_get_hash of a frame (Ethernet header first) on the test run's device. */
+  skbHash(frame: Uint8Array): number | null;
 }
 
 const neg = (m: Machine, errno: number): void => m.setReg(0, -errno, -1);
@@ -105,6 +119,7 @@ function makeHelpers(): (HelperFn | undefined)[] {
     ok(m, x);
   };
   h[8] = (m) => ok(m, m.cpu);
+  skbHelpers(h);
   h[9] = (m) => {
     // skb_store_bytes(skb, offset, from, len, flags)
     const pv = packetOf(m, envOf(m), 'skb_store_bytes');
@@ -246,8 +261,8 @@ function makeHelpers(): (HelperFn | undefined)[] {
     const off = arg32(m, 2);
     const len = arg32(m, 4);
     const hdr = arg32(m, 5);
-    const macStart = envOf(m).packetView()!.start - (hcOf(m).progType === 'sched_cls' || hcOf(m).progType === 'sched_act' ? 0 : 14);
-    const start = hdr === 0 ? macStart : hdr === 1 ? macStart + 14 : -1;
+    const sk = envOf(m).skbState!;
+    const start = hdr === 0 ? sk.mac : hdr === 1 ? sk.net : -1;
     if (off > 0xffff || start < 0 || start + off + len > pv.end) {
       m.writeBytes(m.lo[3]!, m.hi[3]!, new Uint8Array(len));
       return neg(m, ERRNO.EFAULT);

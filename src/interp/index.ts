@@ -3,19 +3,19 @@
 import { readFileSync } from 'node:fs';
 import type { BpfObject, IrInsn } from '../ir/types.js';
 import { K2Error } from '../util/errors.js';
-import { compile, compileObject, locate, progArrayInit, type Unit, type RelocTarget } from './compile.js';
+import { compile, compileObject, locate, progArrayInit, type CompileObjectOptions, type Unit, type RelocTarget } from './compile.js';
 import { makeEnv, type PacketInput } from './ctx.js';
-import { HELPERS, newHelperState, type HelperContext } from './helpers.js';
+import { HELPERS, newHelperState, type HelperContext, type HelperOracle } from './helpers.js';
 import { InterpFault, Machine, Unmodelled } from './machine.js';
 import { MapState, type MapSpec } from './maps.js';
 import { toHex, type Outcome } from './outcome.js';
 
 export * from './outcome.js';
-export { compile, compileObject, objectMaps, STRIDE, OP, type Unit, type CompileSource, type RelocTarget } from './compile.js';
+export { compile, compileObject, objectMaps, STRIDE, OP, type Unit, type CompileSource, type CompileObjectOptions, type RelocTarget } from './compile.js';
 export { MapState, MAP_TYPE, modelledMapType, percpuStride, type MapSpec } from './maps.js';
 export { ctxKindOf, makeEnv, SKB, type PacketInput, type CtxKind } from './ctx.js';
 export { Machine, InterpFault, Unmodelled, HELPER_NAMES } from './machine.js';
-export { csumFold, csumAdd, csumPartialWords } from './helpers.js';
+export { csumFold, csumAdd, csumPartialWords, type HelperOracle } from './helpers.js';
 
 export interface RunOptions {
   /** Instruction budget (a fault when exhausted). Default 1,000,000. */
@@ -30,6 +30,8 @@ export interface RunOptions {
   uninitStack?: 'fault' | 'zero';
   /** Snapshot maps into the outcome (default true). */
   snapshotMaps?: boolean;
+  /** The host's answers for fib_lookup / get_hash_recalc (else their results are nondeterministic). */
+  oracle?: HelperOracle | null;
 }
 
 let cpus: number | null = null;
@@ -61,10 +63,12 @@ export interface Prepared {
   unit: Unit;
   obj: BpfObject | null;
   initialMaps: () => MapState[];
+  /** A fresh state of map `i` alone (a global data section with its initial bytes). */
+  initialMap: (i: number) => MapState;
 }
 
-export function prepareObject(obj: BpfObject): Prepared {
-  const unit = compileObject(obj);
+export function prepareObject(obj: BpfObject, opts: CompileObjectOptions = {}): Prepared {
+  const unit = compileObject(obj, obj.code, opts);
   const init: (Uint8Array | null)[] = unit.maps.map(() => null);
   obj.data.forEach((d, i) => {
     init[obj.maps.length + i] = d.init.length === d.size ? d.init : padTo(d.init, d.size);
@@ -77,6 +81,11 @@ export function prepareObject(obj: BpfObject): Prepared {
       const maps = createMaps(unit.maps, init);
       for (const [mi, slots] of progs) for (const [i, name] of slots) maps[mi]!.progs.set(i, name);
       return maps;
+    },
+    initialMap: (i) => {
+      const m = createMaps([unit.maps[i]!], [init[i] ?? null])[0]!;
+      for (const [slot, name] of progs.get(i) ?? []) m.progs.set(slot, name);
+      return m;
     },
   };
 }
@@ -93,7 +102,7 @@ export function prepareInsns(
     entries: [{ name: 'prog', section: 'prog' }],
     resolveReloc: (i) => (opts.resolveReloc ? opts.resolveReloc(i) : { kind: 'map', map: i.reloc!.sym }),
   });
-  return { unit, obj: null, initialMaps: () => createMaps(maps) };
+  return { unit, obj: null, initialMaps: () => createMaps(maps), initialMap: (i) => createMaps([maps[i]!])[0]! };
 }
 
 /** Runs programs of one unit, reusing its machine between runs. */
@@ -123,6 +132,7 @@ export class Runner {
       env,
       progType,
       entries: unit.entries,
+      oracle: opts.oracle ?? null,
       callback: (cpc, args) => {
         const saveLo = mm.lo.slice();
         const saveHi = mm.hi.slice();

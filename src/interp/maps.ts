@@ -50,6 +50,8 @@ export class MapState {
   private table = new Map<string, [Uint8Array, Uint8Array]>();
   /** Set when a program looked up (and so may have written), updated or deleted an element. */
   touched = false;
+  /** When set, the keys (hex) a program looked up, updated or deleted (for comparing big maps key by key). */
+  touchedKeys: Set<string> | null = null;
   /** prog_array: index → program name. */
   readonly progs = new Map<number, string>();
 
@@ -69,6 +71,7 @@ export class MapState {
   lookup(key: Uint8Array, cpu = 0): Uint8Array | null {
     const { type, valueSize, maxEntries } = this.spec;
     this.touched = true;
+    this.touchedKeys?.add(keyOf(key.subarray(0, this.spec.keySize)));
     if (isArrayLike(type)) {
       const i = u32(key);
       if (i >= maxEntries) return null;
@@ -93,6 +96,7 @@ export class MapState {
   update(key: Uint8Array, value: Uint8Array, flags: number, cpu = 0): number {
     const { type, valueSize, maxEntries } = this.spec;
     this.touched = true;
+    this.touchedKeys?.add(keyOf(key.subarray(0, this.spec.keySize)));
     if (isArrayLike(type)) {
       if (flags > UPDATE.EXIST) return -ERRNO.EINVAL;
       const i = u32(key);
@@ -136,6 +140,7 @@ export class MapState {
   delete(key: Uint8Array): number {
     const { type } = this.spec;
     this.touched = true;
+    this.touchedKeys?.add(keyOf(key.subarray(0, this.spec.keySize)));
     if (isArrayLike(type)) return -ERRNO.EINVAL;
     if (isHash(type)) return this.table.delete(keyOf(key)) ? 0 : -ERRNO.ENOENT;
     if (type === MAP_TYPE.LPM_TRIE) {
@@ -171,6 +176,64 @@ export class MapState {
       return;
     }
     if (type === MAP_TYPE.PROG_ARRAY) throw new Error('use progs.set for prog_array');
+  }
+
+  /**
+   * Element `key` as user space reads it (bpf_map_lookup_elem from a syscall: exact key, no LRU
+   * update; per-CPU values joined, each padded to 8 bytes), or null.
+   */
+  userLookup(key: Uint8Array): Uint8Array | null {
+    const { type, valueSize, maxEntries } = this.spec;
+    const stride = isPercpu(type) ? percpuStride(valueSize) : valueSize;
+    const out = new Uint8Array(stride * this.ncpu);
+    if (isArrayLike(type)) {
+      const i = u32(key);
+      if (i >= maxEntries) return null;
+      for (let c = 0; c < this.ncpu; c++) out.set(this.arr[c]!.subarray(i * valueSize, (i + 1) * valueSize), c * stride);
+      return out;
+    }
+    let e: [Uint8Array, Uint8Array] | undefined;
+    if (isHash(type)) e = this.table.get(keyOf(key));
+    else if (type === MAP_TYPE.LPM_TRIE) {
+      const n = this.lpmNormal(key);
+      e = n === null ? undefined : this.table.get(n);
+    }
+    if (!e) return null;
+    for (let c = 0; c < this.ncpu; c++) out.set(e[1].subarray(c * valueSize, (c + 1) * valueSize), c * stride);
+    return out;
+  }
+
+  /** Deletes an element from user space (arrays: zeroes it). */
+  userDelete(key: Uint8Array): void {
+    const { type, valueSize, maxEntries } = this.spec;
+    if (isArrayLike(type)) {
+      const i = u32(key);
+      if (i < maxEntries) for (const a of this.arr) a.fill(0, i * valueSize, (i + 1) * valueSize);
+      return;
+    }
+    if (isHash(type)) this.table.delete(keyOf(key));
+    else if (type === MAP_TYPE.LPM_TRIE) {
+      const n = this.lpmNormal(key);
+      if (n !== null) this.table.delete(n);
+    }
+  }
+
+  /** Every element as user space iterates it (arrays: every index), in `[key, value]` pairs as userLookup gives them. */
+  *userElements(): Generator<[Uint8Array, Uint8Array]> {
+    const { type, keySize, maxEntries } = this.spec;
+    if (isArrayLike(type)) {
+      for (let i = 0; i < maxEntries; i++) {
+        const k = new Uint8Array(keySize);
+        new DataView(k.buffer).setUint32(0, i, true);
+        yield [k, this.userLookup(k)!];
+      }
+      return;
+    }
+    if (!isHash(type) && type !== MAP_TYPE.LPM_TRIE) return;
+    for (const [key] of [...this.table.values()]) {
+      const v = this.userLookup(key);
+      if (v) yield [key, v];
+    }
   }
 
   /** Same contents as `other` (same spec assumed): a byte comparison, no snapshot of every element. */
