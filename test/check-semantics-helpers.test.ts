@@ -6,7 +6,7 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkSemantics } from '../src/testgen/diff.js';
-import { openHelperOracle } from '../src/kernel/helper-oracle.js';
+import { openHelperOracle } from '../src/kernel/index.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const fixture = join(root, 'fixtures/difftest/build/skb_resize.o');

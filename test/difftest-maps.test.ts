@@ -1,5 +1,5 @@
 // The map access difftest and check-semantics use (src/kernel/difftest-maps.ts, src/testgen/kmaps.ts):
-// each load's map fds are found without the loader's help, two loads of one object get their own
+// each load's map fds come from the loader (LoadedObject.mapFd), two loads of one object get their own
 // maps, chunked reads (BPF_MAP_LOOKUP_BATCH) agree with LoadedObject.readMap element for element,
 // and nothing stays open after close. Needs root (bpf()) and the built fixtures.
 import test from 'ava';

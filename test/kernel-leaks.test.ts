@@ -60,6 +60,8 @@ kernelTest('verify, open, run, map access and close leave no fd behind (libbpf)'
     await o.testRun(o.programs[0]!.name, { dataIn: new Uint8Array(64) });
     const m = (await o.maps())[0]!;
     await o.readMap(m.name);
+    t.true(o.mapFd(m.name) >= 0);
+    t.true(o.loadedInsns(o.programs[0]!.name)!.length > 0);
     await o.close();
     await o.close(); // idempotent
   }
@@ -85,8 +87,11 @@ kernelTest('k2\'s legacy-maps loader leaves no fd or map behind (verify, open, r
     const o = await openLoaded(legacyFixture(n));
     t.true(bpfFds().length > 0, `${n}: maps and programs are open while loaded`);
     for (const m of await o.maps()) if (!/prog_array|of_maps/.test(m.type)) await o.readMap(m.name);
+    for (const m of await o.maps()) t.true(o.mapFd(m.name) >= 0);
     const p = o.programs.find((x) => x.type !== 'kprobe');
     if (p) await o.testRun(p.name, { dataIn: new Uint8Array(64) });
+    const accepted = o.programs.find((x) => x.accepted);
+    if (accepted) t.true(o.loadedInsns(accepted.name)!.length > 0);
     await o.close();
     await o.close();
   }
@@ -108,6 +113,10 @@ kernelTest('the bpftool loader leaves no pin, mount or fd behind', async (t) => 
   t.is(livePinDirs(), 1, 'a loaded object holds one private pin dir');
   t.true(leftovers().length > before.length, 'its private bpffs is visible while loaded');
   await o.testRun(o.programs[0]!.name, { dataIn: new Uint8Array(64) });
+  const m = (await o.maps())[0]!;
+  const fd = o.mapFd(m.name); // opened from the pin, closed by close()
+  t.true(fd >= 0);
+  t.is(o.mapFd(m.name), fd);
   await o.close();
   t.is(livePinDirs(), 0);
   t.deepEqual(leftovers(), before);

@@ -15,13 +15,16 @@ The kernel is the reference. Inputs come in sessions of 8 that share map state; 
 key by key where the interpreter touched them after every input, and whole after every session
 (maps of more than 4096 entries: after the first and the last session, read a chunk at a time).
 fib_lookup and get_hash_recalc get this host's answers (small probe programs run the helper in the
-kernel with the same arguments). Outcomes that differ only in bytes holding a ktime/prandom result,
-or after the program read the clock or random numbers, are not mismatches (NONDET); inputs on which the interpreter finds
-undefined behaviour (reading uninitialised stack) are not compared (UNDEFINED); inputs the kernel
-refuses to run are skipped (REFUSED; the first, when no input ran yet, is replaced by a well-formed
-IPv4/UDP packet, which tells a program the kernel never runs from one bad input). Programs that cannot be tested are listed with the reason:
-types without a packet test run, programs the kernel does not load or test-run here (with its
-errno), helpers or contexts k2's interpreter does not model.
+kernel with the same arguments). CO-RE relocated instructions and .kconfig externs run with the
+values the kernel loader patched in (the instructions it loaded, mapped back onto the object's);
+where that code cannot be mapped, with k2's own CO-RE values when it knows them exactly. Outcomes
+that differ only in bytes holding a ktime/prandom result, or after the program read the clock or
+random numbers, are not mismatches (NONDET); inputs on which the interpreter finds undefined
+behaviour (reading uninitialised stack) are not compared (UNDEFINED); inputs the kernel refuses to
+run are skipped (REFUSED; the first, when no input ran yet, is replaced by a well-formed IPv4/UDP
+packet, which tells a program the kernel never runs from one bad input). Programs that cannot be
+tested are listed with the reason: types without a packet test run, programs the kernel does not
+load or test-run here (with its errno), helpers or contexts k2's interpreter does not model.
 
 JSON: {"file","tested":bool,"programs":[{"section","name","type","inputs","mismatches",
 "undefinedInputs","nondetInputs","refusedInputs","firstMismatch":{input,packet,ctx,field,a:kernel,

@@ -180,21 +180,58 @@ export function objectMaps(obj: BpfObject): MapSpec[] {
   return maps;
 }
 
+/** Fields of an instruction as the kernel loader patched them (a CO-RE relocation). */
+export interface PatchedFields {
+  code: number;
+  off: number;
+  imm: number;
+  imm2: number; // ld_imm64: the second slot's imm
+}
+
+/**
+ * What the kernel loader patched into an object's code, mapped back onto its sections (see
+ * src/testgen/loaded.ts), for runs compared with the kernel.
+ */
+export interface LoaderPatches {
+  /** Section → instruction index → the CO-RE relocated instruction as loaded, or why it cannot run. */
+  insns: Map<string, Map<number, PatchedFields | string>>;
+  /** Section → instruction index → an ld_imm64 of an extern the loader pointed into `maps[map]` at `offset`. */
+  values: Map<string, Map<number, { map: number; offset: number }>>;
+  /** Maps the loader made that the object does not define (libbpf's .kconfig map): read-only, with their contents. */
+  maps: { spec: MapSpec; init: Uint8Array }[];
+}
+
 export interface CompileObjectOptions {
   /**
    * CO-RE relocated instructions: 'placeholder' (default) runs clang's values as written in the
-   * object; 'kernel' patches them as the loader does for this kernel where k2 knows the value
-   * exactly, and refuses to run them otherwise (for comparisons with the kernel).
+   * object; 'kernel' patches them as the loader did for this kernel — with `loader`'s values where
+   * given, else where k2's model knows the value exactly — and refuses to run them otherwise (for
+   * comparisons with the kernel).
    */
   core?: 'placeholder' | 'kernel';
+  /** The loader's own patches (CO-RE values, .kconfig externs), used with core 'kernel'. */
+  loader?: LoaderPatches;
 }
 
 /** Compiles every code section of an object; entries are its programs by name. */
 export function compileObject(obj: BpfObject, sections: CodeSection[] = obj.code, opts: CompileObjectOptions = {}): Unit {
+  const loader = opts.core === 'kernel' ? opts.loader : undefined;
   const maps = objectMaps(obj);
   const nMapDefs = obj.maps.length;
+  const nOwn = maps.length;
+  for (const m of loader?.maps ?? []) maps.push({ ...m.spec, readonly: true });
   const syms = obj.elf.symbols;
+  // ld_imm64 of externs the loader resolved into a map of its own (.kconfig).
+  const loaderValues = new Map<IrInsn, RelocTarget>();
+  for (const s of sections) {
+    for (const [i, v] of loader?.values.get(s.name) ?? []) {
+      const insn = s.insns[i];
+      if (insn) loaderValues.set(insn, { kind: 'value', map: nOwn + v.map, offset: v.offset });
+    }
+  }
   const resolveReloc = (insn: IrInsn, section: string): RelocTarget => {
+    const byLoader = loaderValues.get(insn);
+    if (byLoader) return byLoader;
     const sym = syms[insn.reloc!.sym];
     if (!sym) return { kind: 'error', message: `relocation against missing symbol ${insn.reloc!.sym}` };
     const m = obj.maps.findIndex((d) => d.sym === insn.reloc!.sym);
@@ -224,10 +261,17 @@ export function compileObject(obj: BpfObject, sections: CodeSection[] = obj.code
   const refuse = new Map<IrInsn, string>();
   const code = sections.map((s) => {
     if (opts.core !== 'kernel' || !s.insns.some((i) => i.core?.length)) return { name: s.name, insns: s.insns };
+    const patched = loader?.insns.get(s.name);
     return {
       name: s.name,
-      insns: s.insns.map((i) => {
+      insns: s.insns.map((i, k) => {
         if (!i.core?.length) return i;
+        const p = patched?.get(k);
+        if (typeof p === 'string') {
+          refuse.set(i, p);
+          return i;
+        }
+        if (p) return { ...i, code: p.code, off: p.off, imm: p.imm, ...(i.code === LD_IMM64 ? { imm2: p.imm2 } : {}) };
         const r = coreRelocated(obj, i);
         if ('insn' in r) return r.insn;
         refuse.set(i, r.why);

@@ -5,7 +5,7 @@
 // untestable when a run reaches it) — never run with clang's placeholder value.
 import type { BpfObject, IrInsn } from '../ir/types.js';
 import { CLASS, LD_IMM64, opClass } from '../isa/opcodes.js';
-import { coreValue, patchedMemOffset } from '../safety/core.js';
+import { coreValue, patchedMemOffset } from '../safety/index.js';
 
 const KIND_NAMES = [
   'field byte offset', 'field byte size', 'field exists', 'field signed', 'field lshift', 'field rshift',

@@ -11,7 +11,9 @@ import { MapState, type MapSpec } from './maps.js';
 import { toHex, type Outcome } from './outcome.js';
 
 export * from './outcome.js';
-export { compile, compileObject, objectMaps, STRIDE, OP, type Unit, type CompileSource, type CompileObjectOptions, type RelocTarget } from './compile.js';
+export {
+  compile, compileObject, objectMaps, STRIDE, OP, type Unit, type CompileSource, type CompileObjectOptions, type RelocTarget, type LoaderPatches, type PatchedFields,
+} from './compile.js';
 export { MapState, MAP_TYPE, modelledMapType, percpuStride, type MapSpec } from './maps.js';
 export { ctxKindOf, makeEnv, SKB, type PacketInput, type CtxKind } from './ctx.js';
 export { Machine, InterpFault, Unmodelled, HELPER_NAMES } from './machine.js';
@@ -72,6 +74,11 @@ export function prepareObject(obj: BpfObject, opts: CompileObjectOptions = {}): 
   const init: (Uint8Array | null)[] = unit.maps.map(() => null);
   obj.data.forEach((d, i) => {
     init[obj.maps.length + i] = d.init.length === d.size ? d.init : padTo(d.init, d.size);
+  });
+  // Maps of the loader's own (.kconfig), after the object's.
+  const extra = opts.core === 'kernel' ? opts.loader?.maps ?? [] : [];
+  extra.forEach((m, j) => {
+    init[unit.maps.length - extra.length + j] = padTo(m.init, m.spec.valueSize);
   });
   const progs = progArrayInit(obj);
   return {

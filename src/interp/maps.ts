@@ -218,6 +218,26 @@ export class MapState {
     }
   }
 
+  /**
+   * Array maps: elements [from, from + n) as user space reads them, written into `keys` (u32
+   * indexes) and `values` (userLookup's layout, back to back) — a whole run in one copy.
+   */
+  copyArrayElements(from: number, n: number, keys: Uint8Array, values: Uint8Array): void {
+    const { type, valueSize } = this.spec;
+    const kv = new DataView(keys.buffer, keys.byteOffset, keys.byteLength);
+    for (let i = 0; i < n; i++) kv.setUint32(i * 4, from + i, true);
+    if (!isPercpu(type)) {
+      values.set(this.arr[0]!.subarray(from * valueSize, (from + n) * valueSize));
+      return;
+    }
+    const stride = percpuStride(valueSize);
+    const per = stride * this.ncpu;
+    values.fill(0, 0, n * per);
+    for (let i = 0; i < n; i++) {
+      for (let c = 0; c < this.ncpu; c++) values.set(this.arr[c]!.subarray((from + i) * valueSize, (from + i + 1) * valueSize), i * per + c * stride);
+    }
+  }
+
   /** Every element as user space iterates it (arrays: every index), in `[key, value]` pairs as userLookup gives them. */
   *userElements(): Generator<[Uint8Array, Uint8Array]> {
     const { type, keySize, maxEntries } = this.spec;

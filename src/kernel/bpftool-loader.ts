@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { K2Error } from '../util/errors.js';
 import { makePinDir, listPins, type PinDir } from './bpffs.js';
+import { libbpf } from './libbpf.js';
 import { isolatePrograms, prepareObject, scanElf, type ElfScan, type ScannedProgram } from './elfscan.js';
 import { readBtfMapDefs, MAP_TYPE_NAMES } from './btfmaps.js';
 import {
@@ -347,6 +348,8 @@ const fromHexList = (a: unknown): Uint8Array => new Uint8Array((a as string[]).m
 
 export class BpftoolLoaded {
   private closed = false;
+  /** Map fds opened from the pins by mapFd(), closed by close(). */
+  private readonly fds = new Map<string, number>();
   constructor(
     readonly file: string,
     readonly programs: ProgramVerdict[],
@@ -473,9 +476,26 @@ export class BpftoolLoaded {
     }
   }
 
+  /** An fd for map `name`, opened from its pin (BPF_OBJ_GET through libbpf.so) and kept until close(). */
+  mapFd(name: string): number {
+    const have = this.fds.get(name);
+    if (have !== undefined) return have;
+    const pin = this.mapPin(name);
+    const api = libbpf();
+    const fd = api.objGet(pin);
+    if (fd < 0) throw new K2Error('input', `opening map '${name}': ${api.strerror(-fd)}`, { file: this.file });
+    this.fds.set(name, fd);
+    return fd;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.fds.size) {
+      const api = libbpf();
+      for (const fd of this.fds.values()) api.close(fd);
+      this.fds.clear();
+    }
     this.pinDir.remove();
   }
 }

@@ -4,104 +4,13 @@
 // map in memory (LoadedObject.readMap returns every element at once: fine for small maps, not for
 // a million-entry array).
 //
-// The map fds belong to the LoadedObject (they are closed by its close()); handles must not be used
-// after it. They are found without touching the loader: the bpf-map fds this process holds before
-// and after the load are compared (map ids only grow, and loads here are sequential), then matched
-// to the object's maps by name (the kernel keeps 15 characters) and shape.
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { libbpf, LAYOUT, type LibbpfApi } from './libbpf.js';
+// A handle works on a map fd the LoadedObject owns (LoadedObject.mapFd): it must not be used after
+// the object's close().
+import { libbpf, type LibbpfApi } from './libbpf.js';
 import { K2Error } from '../util/errors.js';
-import type { LoadedObject } from './index.js';
 import type { MapInfo } from './types.js';
 
 const ENOENT = 2;
-const BPF_OBJ_NAME_LEN = 16;
-
-/** A bpf map fd held by this process. */
-interface HeldMap {
-  fd: number;
-  id: number;
-  name: string;
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-}
-
-function fdinfoField(text: string, field: string): number | null {
-  const m = new RegExp(`^${field}:\\s*(\\d+)`, 'm').exec(text);
-  return m ? Number(m[1]) : null;
-}
-
-function kernelName(api: LibbpfApi, fd: number): string {
-  const info = Buffer.alloc(LAYOUT.mapInfoSize);
-  const len = new Uint32Array([info.length]);
-  if (api.objGetInfoByFd(fd, info, len) !== 0) return '';
-  const raw = info.subarray(LAYOUT.mapInfo.name, LAYOUT.mapInfo.name + BPF_OBJ_NAME_LEN);
-  const end = raw.indexOf(0);
-  return raw.subarray(0, end < 0 ? raw.length : end).toString('latin1');
-}
-
-/** Every bpf map fd of this process (from /proc/self/fd and fdinfo). */
-export function heldMaps(): HeldMap[] {
-  const api = libbpf();
-  const out: HeldMap[] = [];
-  let fds: string[];
-  try {
-    fds = readdirSync('/proc/self/fd');
-  } catch {
-    return out;
-  }
-  for (const f of fds) {
-    const fd = Number(f);
-    let target = '';
-    let info = '';
-    try {
-      target = readlinkSync(`/proc/self/fd/${f}`);
-      if (target !== 'anon_inode:bpf-map') continue;
-      info = readFileSync(`/proc/self/fdinfo/${f}`, 'utf8');
-    } catch {
-      continue; // closed meanwhile (readdir's own fd, for one)
-    }
-    const id = fdinfoField(info, 'map_id');
-    const type = fdinfoField(info, 'map_type');
-    const keySize = fdinfoField(info, 'key_size');
-    const valueSize = fdinfoField(info, 'value_size');
-    const maxEntries = fdinfoField(info, 'max_entries');
-    if (id === null || type === null || keySize === null || valueSize === null || maxEntries === null) continue;
-    out.push({ fd, id, name: kernelName(api, fd), type, keySize, valueSize, maxEntries });
-  }
-  return out;
-}
-
-/** The kernel's version of a map name: at most 15 characters; libbpf replaces what the kernel refuses. */
-function truncatedName(name: string): string {
-  return name.slice(0, BPF_OBJ_NAME_LEN - 1).replace(/[^A-Za-z0-9_.]/g, '_');
-}
-
-/**
- * Runs `open` (which loads one object) and returns it with the fd of each of its maps, by libbpf
- * map name. Maps whose fd cannot be told apart (two maps of one name and shape) are left out.
- */
-export async function openWithMapFds(open: () => Promise<LoadedObject>): Promise<{ k: LoadedObject; fds: Map<string, number> }> {
-  const before = new Set(heldMaps().map((h) => h.id));
-  const k = await open();
-  const fds = new Map<string, number>();
-  try {
-    const fresh = heldMaps().filter((h) => !before.has(h.id));
-    for (const info of await k.maps()) {
-      const shape = (h: HeldMap): boolean => h.type === info.typeId && h.keySize === info.keySize && h.valueSize === info.valueSize && h.maxEntries === info.maxEntries;
-      let cands = fresh.filter((h) => shape(h) && h.name === truncatedName(info.name));
-      if (cands.length === 0) cands = fresh.filter((h) => shape(h) && h.name === '');
-      const ids = new Set(cands.map((c) => c.id));
-      if (ids.size === 1) fds.set(info.name, cands[0]!.fd);
-    }
-  } catch (e) {
-    await k.close();
-    throw e;
-  }
-  return { k, fds };
-}
 
 /** Map types BPF_MAP_LOOKUP_BATCH reads (kernel: array_map_ops / htab ops .map_lookup_batch). */
 const BATCH_TYPES = new Set([1, 2, 5, 6, 9, 10]); // hash, array, percpu_hash, percpu_array, lru_hash, lru_percpu_hash
@@ -172,8 +81,11 @@ export class MapHandle {
   }
 
   /** Every element, `chunk` at a time; the buffers are reused from one chunk to the next. */
-  *chunks(chunk = 8192): Generator<MapChunk> {
+  *chunks(max = 8192): Generator<MapChunk> {
     const api = this.api;
+    // Buffers no bigger than the map (most maps hold a handful of elements: allocating 8192 slots
+    // per read was most of check-semantics' time).
+    const chunk = Math.max(1, Math.min(max, this.info.maxEntries));
     const ks = this.info.keySize;
     const keys = Buffer.alloc(ks * chunk);
     const values = Buffer.alloc(this.valueBytes * chunk);

@@ -45,6 +45,11 @@ export type {
 export { PIN_PREFIX, livePinDirs } from './bpffs.js';
 export { findBpftool } from './bpftool-loader.js';
 export { lastLines, verifierComplaint, processedInsns, classifyLoadError, type LoadError } from './fixups.js';
+// For difftest / check-semantics (src/testgen): chunked map access through LoadedObject.mapFd, the
+// host's answers for host-dependent helpers, and the prog-array slots the legacy loader fills.
+export { MapHandle, type MapChunk } from './difftest-maps.js';
+export { openHelperOracle, type ClosableOracle } from './helper-oracle.js';
+export { legacyMaps, progArraySlot } from './legacy-link.js';
 
 /** A loaded object. Its programs and maps live in the kernel until `close()`. */
 export interface LoadedObject {
@@ -65,6 +70,18 @@ export interface LoadedObject {
   writeMap(name: string, entries: MapEntry[]): Promise<void>;
   /** Deletes every element (arrays: zeroes every element). */
   clearMap(name: string): Promise<void>;
+  /**
+   * The fd of map `name` (a name `maps()` lists), for element-by-element or batched access through
+   * bpf(). The object owns it: valid until `close()`, never to be closed by the caller.
+   */
+  mapFd(name: string): number;
+  /**
+   * Program `progName`'s instructions as they were handed to BPF_PROG_LOAD (8 bytes each): after
+   * the loader's CO-RE relocations, subprogram linking (called functions appended), map fds in
+   * ld_imm64 and extern (.kconfig) resolution — libbpf's bpf_program__insns() after the load, or
+   * the legacy loader's linked and patched program. null when the loader cannot tell (bpftool).
+   */
+  loadedInsns(progName: string): Uint8Array | null;
   /** Closes every fd / removes every pin. Idempotent. */
   close(): Promise<void>;
 }
@@ -147,6 +164,8 @@ export async function openLoaded(input: string | Uint8Array, opts: VerifyOptions
       readMap: async (n) => loaded.readMap(n),
       writeMap: async (n, e) => loaded.writeMap(n, e),
       clearMap: async (n) => loaded.clearMap(n),
+      mapFd: (n) => loaded.mapFd(n),
+      loadedInsns: (p) => loaded.loadedInsns(p),
       close: async () => loaded.close(),
     };
   }
@@ -160,6 +179,8 @@ export async function openLoaded(input: string | Uint8Array, opts: VerifyOptions
     readMap: (n) => loaded.readMap(n),
     writeMap: (n, e) => loaded.writeMap(n, e),
     clearMap: (n) => loaded.clearMap(n),
+    mapFd: (n) => loaded.mapFd(n),
+    loadedInsns: () => null,
     close: async () => loaded.close(),
   };
 }
@@ -174,6 +195,8 @@ function openLegacy(bytes: Uint8Array, file: string, opts: VerifyOptions, why: s
     readMap: async (n) => loaded.readMap(n),
     writeMap: async (n, e) => loaded.writeMap(n, e),
     clearMap: async (n) => loaded.clearMap(n),
+    mapFd: (n) => loaded.mapFd(n),
+    loadedInsns: (p) => loaded.loadedInsns(p),
     close: async () => loaded.close(),
   };
 }
@@ -197,6 +220,8 @@ function notLoaded(report: VerifyReport): LoadedObject {
     readMap: async (n) => noMaps(n),
     writeMap: async (n) => noMaps(n),
     clearMap: async (n) => noMaps(n),
+    mapFd: (n) => noMaps(n),
+    loadedInsns: (p) => why(p),
     close: async () => {},
   };
 }

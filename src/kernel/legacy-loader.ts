@@ -59,6 +59,8 @@ interface ProgState {
   attach: number;
   fd: number; // -1 unless loaded and kept
   verdict: ProgramVerdict;
+  /** The linked, patched instructions handed to BPF_PROG_LOAD (kept with the fd). */
+  insns: Uint8Array | null;
 }
 
 const progKey = (p: { section: string; name: string }) => `${p.section}\0${p.name}`;
@@ -286,12 +288,12 @@ export function legacyVerify(input: Uint8Array, file: string, opts: VerifyOption
     for (const ref of programs) {
       const t = resolveType(api, ref.section, opts);
       if ('cannot' in t) {
-        states.push({ ref, type: 'unknown', typeId: 0, attach: 0, fd: -1, verdict: notAccepted(ref.section, ref.name, 'unknown', 'cannot-load', t.cannot, []) });
+        states.push({ ref, type: 'unknown', typeId: 0, attach: 0, fd: -1, verdict: notAccepted(ref.section, ref.name, 'unknown', 'cannot-load', t.cannot, []), insns: null });
         continue;
       }
       const type = api.progTypeStr(t.typeId) ?? 'unknown';
       const fixups = t.fixup ? [t.fixup] : [];
-      const st: ProgState = { ref, type, typeId: t.typeId, attach: t.attach, fd: -1, verdict: notAccepted(ref.section, ref.name, type, 'cannot-load', '', fixups) };
+      const st: ProgState = { ref, type, typeId: t.typeId, attach: t.attach, fd: -1, verdict: notAccepted(ref.section, ref.name, type, 'cannot-load', '', fixups), insns: null };
       states.push(st);
       if (TRAMPOLINE_TYPES.has(type)) {
         st.verdict.error = `cannot load here: ${type} programs need a BTF attach target, which k2's legacy loader does not resolve`;
@@ -320,8 +322,10 @@ export function legacyVerify(input: Uint8Array, file: string, opts: VerifyOption
       if (r.fd >= 0) {
         const i = progInfo(api, r.fd);
         st.verdict = { section: ref.section, name: ref.name, type, verdict: 'accepted', accepted: true, verifiedInsns: i.verified, xlatedInsns: i.xlated, jitedBytes: i.jited, error: null, log: '', fixups, loadMs: r.ms };
-        if (keep) st.fd = fds.add(r.fd);
-        else api.close(r.fd);
+        if (keep) {
+          st.fd = fds.add(r.fd);
+          st.insns = patched.bytes;
+        } else api.close(r.fd);
         continue;
       }
       if (r.errno === EPERM && !probeWorks(api)) throw new K2Error('bpf', 'bpf() not permitted: needs root or CAP_BPF (with CAP_NET_ADMIN/CAP_PERFMON for some program types)');
@@ -397,12 +401,27 @@ export class LegacyLoaded {
     return m;
   }
 
-  testRun(progName: string, input: RunInput = {}): RunResult {
-    const api = this.live();
+  private prog(progName: string): ProgState {
+    this.live();
     const s = this.states.find((x) => x.ref.name === progName);
     if (!s) throw new K2Error('input', `no program named '${progName}' (programs: ${this.states.map((x) => x.ref.name).join(', ')})`, { file: this.file });
     if (s.fd < 0) throw new K2Error('input', `program '${progName}' is not loaded: ${s.verdict.error ?? 'not accepted'}`, { file: this.file });
-    return testRunFd(api, s.fd, s.type, progName, input, this.file);
+    return s;
+  }
+
+  testRun(progName: string, input: RunInput = {}): RunResult {
+    const s = this.prog(progName);
+    return testRunFd(this.api, s.fd, s.type, progName, input, this.file);
+  }
+
+  /** The program as linked (called functions appended) and patched (map fds) for BPF_PROG_LOAD. */
+  loadedInsns(progName: string): Uint8Array {
+    return this.prog(progName).insns!.slice();
+  }
+
+  /** The map's fd (owned by this object: valid until close()). */
+  mapFd(name: string): number {
+    return this.map(name).fd;
   }
 
   readMap(name: string): MapEntry[] {

@@ -290,26 +290,36 @@ export function libbpfVerify(input: Uint8Array, file: string, opts: VerifyOption
   report.programs = order.map((p) => verdicts.get(progKey(p))!);
   if (!keep) return { report, kept: null };
 
-  // Keep: load once more with only the accepted programs.
-  const o = NativeObject.open(api, bytes, name, relaxed);
-  if (!o.ok) throw new K2Error('internal', `libbpf opened ${file} once but not again (${errnoName(o.errno)})`);
-  const k = o.obj;
-  let fx: ReturnType<typeof applyFixups>;
-  try {
-    fx = applyFixups(k, opts);
-    for (const [p, plan] of fx.plans) if (!verdicts.get(progKey(plan))?.accepted) api.progSetAutoload(p, false);
-  } catch (e) {
+  // Keep: load once more with only the accepted programs. Each of them loaded on its own, so a
+  // failure here is the host's (memory for the maps of a big object under memory-cgroup pressure,
+  // seen once on cilium's bpf_lxc.o): tried a second time, and said with the errno and libbpf's
+  // reasons when it fails again.
+  let firstFailure: string | null = null;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const o = NativeObject.open(api, bytes, name, relaxed);
+    if (!o.ok) throw new K2Error('internal', `libbpf opened ${file} once but not again (${errnoName(o.errno)})`);
+    const k = o.obj;
+    let fx: ReturnType<typeof applyFixups>;
+    try {
+      fx = applyFixups(k, opts);
+      for (const [p, plan] of fx.plans) if (!verdicts.get(progKey(plan))?.accepted) api.progSetAutoload(p, false);
+    } catch (e) {
+      k.close();
+      throw e;
+    }
+    const r = withLibbpfMessages(api, () => api.objectLoad(k.obj));
+    if (r.value === 0) {
+      if (firstFailure) report.fixups.push(`the accepted programs failed to load together once (${firstFailure}) and loaded on a second try`);
+      return { report, kept: { native: k, plans: fx.plans } };
+    }
     k.close();
-    throw e;
+    const reasons = r.messages.map(cleanMessage).filter((m) => !/^failed to load object/.test(m)).slice(-3);
+    const why = `${errnoName(-r.value)}${reasons.length ? `: ${reasons.join('; ')}` : ''}`;
+    if (!report.programs.some((p) => p.accepted)) return { report, kept: null };
+    if (firstFailure) throw new K2Error('internal', `${file}: accepted programs failed to load together twice: ${firstFailure}; then ${why}`);
+    firstFailure = why;
   }
-  const r = withLibbpfMessages(api, () => api.objectLoad(k.obj));
-  if (r.value !== 0) {
-    k.close();
-    const why = r.messages.map(cleanMessage).pop() ?? errnoName(-r.value);
-    if (report.programs.some((p) => p.accepted)) throw new K2Error('internal', `${file}: accepted programs failed to load together: ${why}`);
-    return { report, kept: null };
-  }
-  return { report, kept: { native: k, plans: fx.plans } };
+  throw new K2Error('internal', `${file}: unreachable`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -382,6 +392,28 @@ export class LibbpfLoaded {
   clearMap(name: string): void {
     const { fd, info } = this.map(name);
     clearMapFd(this.api, fd, info, this.file);
+  }
+
+  /** The map's fd (owned by the bpf_object: valid until close()). */
+  mapFd(name: string): number {
+    return this.map(name).fd;
+  }
+
+  /**
+   * The program's instructions after bpf_object__load (bpf_program__insns): libbpf keeps them as it
+   * handed them to the kernel — CO-RE relocated, subprograms appended, map fds and .kconfig
+   * offsets patched in.
+   */
+  loadedInsns(progName: string): Uint8Array {
+    this.progFd(progName); // loaded, or a K2Error saying why not
+    for (const p of this.plans.keys()) {
+      if (this.api.progName(p) !== progName) continue;
+      const n = this.api.progInsnCnt(p);
+      const at = this.api.progInsns(p);
+      if (!at || n <= 0) throw new K2Error('internal', `${this.file}: libbpf has no instructions for loaded program '${progName}'`);
+      return this.api.read(at, n * 8);
+    }
+    throw new K2Error('internal', `${this.file}: program '${progName}' vanished`);
   }
 
   close(): void {

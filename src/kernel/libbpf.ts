@@ -70,6 +70,8 @@ export interface LibbpfApi {
   progSetLogLevel(p: Ptr, level: number): number;
   progFd(p: Ptr): number;
   progInsnCnt(p: Ptr): number;
+  /** bpf_program__insns(): the program's instructions (after bpf_object__load: as libbpf loaded them). */
+  progInsns(p: Ptr): Ptr;
   progTypeStr(type: number): string | null;
   progTypeByName(name: string): { type: number; attach: number } | null;
   // libbpf: map
@@ -102,6 +104,8 @@ export interface LibbpfApi {
   mapCreate(type: number, name: string | null, keySize: number, valueSize: number, maxEntries: number, opts: Buffer): number;
   /** bpf_map_freeze(): no more writes from user space (read-only global data). 0 or -errno. */
   mapFreeze(fd: number): number;
+  /** bpf_obj_get(): an fd for a pinned object, or -errno. */
+  objGet(path: string): number;
   numPossibleCpus(): number;
   /** libbpf_strerror(): message for libbpf's own errno values (4000+) as well as the usual ones. */
   libbpfStrerror(err: number): string;
@@ -178,6 +182,7 @@ function bind(): LibbpfApi {
   const prog_set_log_level = f('int bpf_program__set_log_level(void *p, uint32_t level)');
   const prog_fd = f('int bpf_program__fd(void *p)');
   const prog_insn_cnt = f('size_t bpf_program__insn_cnt(void *p)');
+  const prog_insns = f('const void *bpf_program__insns(void *p)');
   const prog_type_str = f('const char *libbpf_bpf_prog_type_str(int t)');
   const prog_type_by_name = f('int libbpf_prog_type_by_name(const char *name, _Out_ int *type, _Out_ int *attach)');
   const map_name = f('const char *bpf_map__name(void *m)');
@@ -204,6 +209,7 @@ function bind(): LibbpfApi {
   const prog_load = f('int bpf_prog_load(int type, const char *name, const char *license, const void *insns, size_t cnt, const void *opts)');
   const map_create = f('int bpf_map_create(int type, const char *name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)');
   const map_freeze = f('int bpf_map_freeze(int fd)');
+  const obj_get = f('int bpf_obj_get(const char *pathname)');
   const num_cpus = f('int libbpf_num_possible_cpus()');
   const strerror_r = f('int libbpf_strerror(int err, _Out_ uint8_t *buf, size_t size)');
 
@@ -245,6 +251,7 @@ function bind(): LibbpfApi {
     progSetLogLevel: (p, level) => prog_set_log_level(p, level) as number,
     progFd: (p) => prog_fd(p) as number,
     progInsnCnt: (p) => Number(prog_insn_cnt(p)),
+    progInsns: (p) => (prog_insns(p) as Ptr | null) ?? 0n,
     progTypeStr: (t) => (prog_type_str(t) as string | null) ?? null,
     progTypeByName: (name) => {
       const type = [0];
@@ -277,6 +284,7 @@ function bind(): LibbpfApi {
     progLoad: (type, name, license, insns, cnt, opts) => prog_load(type, name, license, insns, cnt, opts) as number,
     mapCreate: (type, name, k, v, n, opts) => map_create(type, name, k, v, n, opts) as number,
     mapFreeze: (fd) => map_freeze(fd) as number,
+    objGet: (path) => obj_get(path) as number,
     numPossibleCpus: () => num_cpus() as number,
     libbpfStrerror: (err) => {
       const buf = new Uint8Array(256);

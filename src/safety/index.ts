@@ -8,6 +8,7 @@ import { linkProgram, rawProgram, type MapInfo, type SafetyProgram } from './pro
 export { Checker, Unsafe, type CheckOptions, type CheckStats } from './check.js';
 export { linkProgram, rawProgram, rawMap, objectMaps, MAP_TYPE, type MapInfo, type SafetyProgram, type SafetyInsn } from './program.js';
 export { WindowChecker, windowsOf, type WindowVerdict, type WindowSite } from './window.js';
+export { coreValue, patchedMemOffset } from './core.js'; // CO-RE values, for the interpreter's kernel-compared runs
 
 export interface SafetyVerdict {
   safe: boolean;

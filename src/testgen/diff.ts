@@ -7,10 +7,7 @@
 // Kernel against kernel (`k2 difftest`) is in difftest.ts.
 import { readObject } from '../ir/index.js';
 import type { BpfObject, ProgramRef } from '../ir/types.js';
-import { openWithMapFds } from '../kernel/difftest-maps.js';
-import { legacyMaps, progArraySlot } from '../kernel/legacy-link.js';
-import { openHelperOracle, type ClosableOracle } from '../kernel/helper-oracle.js';
-import type { MapChunk } from '../kernel/difftest-maps.js';
+import { legacyMaps, openHelperOracle, progArraySlot, type ClosableOracle, type LoadedObject, type MapChunk } from '../kernel/index.js';
 import {
   compareOutcomes, objectMaps, possibleCpus, prepareObject, Runner, toHex,
   type MapSpec, type MapState, type Outcome, type Prepared,
@@ -23,6 +20,7 @@ import {
 } from './common.js';
 import { COMPARED_MAP_TYPES, kobjectOf, type KMap, type KObject } from './kmaps.js';
 import { compareMap, resetMap, type CompareSink } from './mapcompare.js';
+import { loaderPatches, type LoadedMap, type LoadedProgram, type LoaderMapping } from './loaded.js';
 
 export type { DiffOptions, DiffReport, Mismatch, ProgramResult, Untestable } from './common.js';
 export { pinToCpu0 } from './common.js';
@@ -55,11 +53,21 @@ class InterpMap implements KMap {
   async *chunks(): AsyncIterable<MapChunk> {
     const ks = this.info.keySize;
     const vs = this.valueBytes;
-    const max = 8192;
+    const max = Math.max(1, Math.min(8192, this.info.maxEntries));
     const keys = Buffer.alloc(ks * max);
     const values = Buffer.alloc(vs * max);
+    const state = this.state();
+    const spec = state.spec;
+    if (this.isArray && ks === 4 && spec.keySize === 4 && spec.valueSize === this.info.valueSize && spec.maxEntries === this.info.maxEntries) {
+      for (let from = 0; from < spec.maxEntries; from += max) {
+        const n = Math.min(max, spec.maxEntries - from);
+        state.copyArrayElements(from, n, keys, values);
+        yield { n, keys, values };
+      }
+      return;
+    }
     let n = 0;
-    for (const [k, v] of this.state().userElements()) {
+    for (const [k, v] of state.userElements()) {
       keys.set(k, n * ks);
       values.set(v, n * vs);
       if (++n === max) {
@@ -173,10 +181,15 @@ class Check {
     this.maps = this.maps.map((m, i) => (fresh.has(i) ? m : this.fresh(i)));
   }
 
-  /** The interpreter's state of `b` set to the kernel's (after a divergence): whole, or the touched keys of a big map. */
+  /**
+   * The interpreter's state of `b` set to the kernel's (after a divergence): whole, or the touched
+   * keys of a big map. Not key by key for an LPM trie: the kernel's lookup of a key there (from user
+   * space too, trie_lookup_elem) answers with the longest matching prefix's value, so copying it
+   * under the looked-up key would invent an element the kernel does not hold.
+   */
   async resync(b: Bound): Promise<void> {
     const m = this.maps[b.index]!;
-    if (b.kernel.big && m.touchedKeys) {
+    if (b.kernel.big && m.touchedKeys && b.spec.type !== LPM_TRIE) {
       for (const k of m.touchedKeys) {
         const key = Buffer.from(k, 'hex');
         const v = await b.kernel.lookup(key);
@@ -341,10 +354,39 @@ async function checkProgram(p: ProgramRef, k: KObject, prep: Prepared, bound: Bo
   return res;
 }
 
+/**
+ * What the loader patched into the accepted programs of `wanted` (CO-RE values, .kconfig externs),
+ * from the instructions it loaded; null when this loader cannot tell.
+ */
+export async function loaderMapping(obj: BpfObject, k: LoadedObject, wanted: ProgramRef[]): Promise<LoaderMapping | null> {
+  const programs: LoadedProgram[] = [];
+  for (const p of wanted) {
+    if (!verdictOf(k, p)?.accepted) continue;
+    const insns = k.loadedInsns(p.name);
+    if (insns) programs.push({ prog: p, insns });
+  }
+  if (!programs.length) return null;
+  // The maps an ld_imm64 may point into, by fd; one-element arrays (global data, .kconfig) with
+  // their contents.
+  const byFd = new Map<number, LoadedMap>();
+  for (const info of await k.maps()) {
+    let fd: number;
+    try {
+      fd = k.mapFd(info.name);
+    } catch (e) {
+      if (e instanceof K2Error && e.kind === 'tool') continue;
+      throw e;
+    }
+    const one = info.typeId === 2 && info.maxEntries === 1;
+    const value = one ? ((await k.readMap(info.name))[0]?.value ?? null) : null;
+    byFd.set(fd, { name: info.name, valueSize: info.valueSize, value });
+  }
+  return loaderPatches(obj, programs, byFd);
+}
+
 /** Interpreter vs kernel on every testable program of `file`. */
 export async function checkSemantics(file: string, opts: DiffOptions = {}): Promise<DiffReport> {
   const obj = readObject(file);
-  const prep = prepareObject(obj, { core: 'kernel' });
   pinToCpu0();
   const ncpu = possibleCpus();
   const wanted = obj.programs.filter((p) => !opts.programs || opts.programs.includes(p.name));
@@ -353,14 +395,23 @@ export async function checkSemantics(file: string, opts: DiffOptions = {}): Prom
   let ko: KObject;
   let oracle: ClosableOracle | null = null;
   try {
-    const { k, fds } = await openWithMapFds(() => openForTest(file, obj));
-    ko = await kobjectOf(k, fds, ncpu);
+    const k = await openForTest(file, obj);
+    try {
+      ko = await kobjectOf(k, ncpu);
+    } catch (e) {
+      await k.close();
+      throw e;
+    }
   } catch (e) {
     if (!(e instanceof K2Error) || e.kind !== 'unsupported') throw e;
     for (const p of wanted) untestable(p, `cannot be loaded here: ${e.cause_}`);
     return report;
   }
   try {
+    // CO-RE relocations and .kconfig externs run with the values the loader patched in; where its
+    // code cannot be mapped onto the object's, with k2's model's (exact values only).
+    const mapping = await loaderMapping(obj, ko.k, wanted);
+    const prep = prepareObject(obj, { core: 'kernel', ...(mapping ? { loader: mapping.patches } : {}) });
     const bound = bind(obj, ko, await ko.k.maps());
     const slots = loaderSlots(obj, ko.k);
     const runner = new Runner(prep.unit);

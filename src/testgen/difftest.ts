@@ -9,7 +9,6 @@
 import { readObject } from '../ir/index.js';
 import type { BpfObject, ProgramRef } from '../ir/types.js';
 import { objectMaps, possibleCpus, toHex, type MapSpec } from '../interp/index.js';
-import { openWithMapFds } from '../kernel/difftest-maps.js';
 import { K2Error } from '../util/errors.js';
 import type { MapInit, TestInput } from './index.js';
 import {
@@ -36,16 +35,21 @@ interface Bound {
 }
 
 async function openSide(file: string, obj: BpfObject, ncpu: number, specs: MapSpec[]): Promise<Side> {
-  const { k, fds } = await openWithMapFds(() => openForTest(file, obj));
-  const ko = await kobjectOf(k, fds, ncpu);
-  const infos = await k.maps();
-  const maps = new Map<string, KMap>();
-  for (const s of specs) {
-    const name = kernelMapName(s, infos);
-    const m = name ? ko.maps.get(name) : undefined;
-    if (m) maps.set(s.name, m);
+  const k = await openForTest(file, obj);
+  try {
+    const ko = await kobjectOf(k, ncpu);
+    const infos = await k.maps();
+    const maps = new Map<string, KMap>();
+    for (const s of specs) {
+      const name = kernelMapName(s, infos);
+      const m = name ? ko.maps.get(name) : undefined;
+      if (m) maps.set(s.name, m);
+    }
+    return { ko, maps };
+  } catch (e) {
+    await k.close();
+    throw e;
   }
-  return { ko, maps };
 }
 
 /** Maps difftest resets and compares: readable/writable types, not read-only data. */

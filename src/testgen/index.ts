@@ -2,8 +2,7 @@
 // IPv4 with options, IPv6 with extension headers, TCP, UDP, ICMP/ICMPv6, ARP), truncated packets,
 // random bytes, contexts (__sk_buff fields) and initial map contents keyed by the same addresses and
 // ports the packets use, so that lookups hit.
-import { MAP_TYPE, percpuStride, type MapSpec } from '../interp/maps.js';
-import { ctxKindOf, SKB } from '../interp/ctx.js';
+import { ctxKindOf, MAP_TYPE, percpuStride, SKB, type MapSpec } from '../interp/index.js';
 
 /** A small, fast, seeded PRNG (mulberry32). */
 export class Rng {

@@ -1,12 +1,12 @@
 // The maps of a loaded object as difftest and check-semantics use them: element lookups, writes,
-// removal, and chunked reads that never hold a whole map in memory (through map fds, see
-// src/kernel/difftest-maps.ts), with a fallback through LoadedObject.readMap for loaders whose fds
-// cannot be reached (that one reads a map whole; used only when the fds are not found).
+// removal, and chunked reads that never hold a whole map in memory (through the object's map fds,
+// LoadedObject.mapFd, and the kernel layer's MapHandle), with a fallback through
+// LoadedObject.readMap when a map's fd cannot be had (it reads a map whole).
 //
 // Values are "raw": as the syscalls see them, per-CPU maps holding every possible CPU's value, each
 // padded to 8 bytes (the interpreter's snapshot format and MapInit's).
-import { openLoaded, type LoadedObject, type MapInfo, type VerifyOptions } from '../kernel/index.js';
-import { MapHandle, openWithMapFds, type MapChunk } from '../kernel/difftest-maps.js';
+import { MapHandle, openLoaded, type LoadedObject, type MapChunk, type MapInfo, type VerifyOptions } from '../kernel/index.js';
+import { K2Error } from '../util/errors.js';
 import { toHex } from '../interp/index.js';
 
 /** Maps with more elements than this are "big": never reset or read whole after every session. */
@@ -122,17 +122,32 @@ export interface KObject {
 }
 
 export async function openKObject(file: string, ncpu: number, opts: VerifyOptions = {}): Promise<KObject> {
-  const { k, fds } = await openWithMapFds(() => openLoaded(file, opts));
-  return kobjectOf(k, fds, ncpu);
+  const k = await openLoaded(file, opts);
+  try {
+    return await kobjectOf(k, ncpu);
+  } catch (e) {
+    await k.close();
+    throw e;
+  }
 }
 
-export async function kobjectOf(k: LoadedObject, fds: Map<string, number>, ncpu: number): Promise<KObject> {
+/** The fd of map `name`, or null when this loader cannot give one (bpftool without libbpf.so). */
+function fdOf(k: LoadedObject, name: string): number | null {
+  try {
+    return k.mapFd(name);
+  } catch (e) {
+    if (e instanceof K2Error && e.kind === 'tool') return null;
+    throw e;
+  }
+}
+
+export async function kobjectOf(k: LoadedObject, ncpu: number): Promise<KObject> {
   const maps = new Map<string, KMap>();
   let access: 'fd' | 'loader' = 'fd';
   for (const info of await k.maps()) {
     if (!COMPARED_MAP_TYPES.has(info.typeId)) continue;
-    const fd = fds.get(info.name);
-    if (fd !== undefined) maps.set(info.name, new FdMap(info, new MapHandle(info, fd)));
+    const fd = fdOf(k, info.name);
+    if (fd !== null) maps.set(info.name, new FdMap(info, new MapHandle(info, fd)));
     else {
       maps.set(info.name, new LoadedMap(info, k, ncpu));
       access = 'loader';

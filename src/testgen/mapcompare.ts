@@ -6,7 +6,7 @@
 // in the others; LPM tries (whose lookup matches prefixes, not keys) by reading them whole — they
 // hold only what the inputs inserted.
 import { toHex } from '../interp/index.js';
-import type { MapChunk } from '../kernel/difftest-maps.js';
+import type { MapChunk } from '../kernel/index.js';
 import { isZero, KeyList, type KMap } from './kmaps.js';
 import { diffOffsets, without } from './nondet.js';
 
