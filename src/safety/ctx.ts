@@ -1,189 +1,221 @@
-// Context access rules per program type (the kernel's *_is_valid_access callbacks, net/core/filter.c
-// and kernel/trace/bpf_trace.c), the program types whose packet data may be read or written
-// directly, and the return value range checked at program exit (check_return_code).
-// Where the kernel's rule depends on things k2 does not model, the rule here is narrower.
+// The context of each program type: which loads and stores of it the kernel allows and what they
+// give, whether packet data may be read or written directly, LD_ABS, and the values the program
+// may return. For most program types these rules were probed from the running kernel
+// (scripts/gen-kernel-tables.ts -> ctx-table.json: one load per offset and size, the verifier log
+// says what the loaded register is). BTF-typed contexts (tracing, lsm) follow the attach target's
+// prototype (tracing.ts). Without a table, the older hand-written rules (ctx-rules.ts) apply to
+// the program types they cover; any other type is "not modelled" (unsafe).
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { RULES, ruleLdAbs, rulePktAccess, ruleReturnRange } from './ctx-rules.js';
+import { progKind, type ProgKind } from './progtypes.js';
+import { tracingAccess, tracingCtx, type TracingCtx } from './tracing.js';
 
-export type CtxField = 'scalar' | 'pkt' | 'pkt_meta' | 'pkt_end';
+export type CtxField = 'scalar' | 'pkt' | 'pkt_meta' | 'pkt_end' | 'btf' | 'sock';
 
-/** What an access of `size` bytes at `off` yields, or a reason string when the kernel refuses it. */
-export type CtxAccess = { ok: true; field: CtxField } | { ok: false; why: string };
+/** What an access of `size` bytes at `off` yields, or why the kernel refuses it. */
+export type CtxAccess =
+  | { ok: true; field: Exclude<CtxField, 'btf' | 'sock'> }
+  | { ok: true; field: 'btf'; btfId: number; flags: number; nullable: boolean }
+  | { ok: true; field: 'sock'; sock: 'sock' | 'sock_common' | 'tcp_sock'; nullable: boolean }
+  | { ok: false; why: string };
 
-type Rule = (off: number, size: number, write: boolean, attach: string) => CtxAccess;
+/** Everything the checker needs to know about one program's context and exit. */
+export interface ProgCtx {
+  kind: ProgKind;
+  /** Why k2 cannot model this program type / attach type (null: it can). */
+  unsupported: string | null;
+  access(off: number, size: number, write: boolean): CtxAccess;
+  pktRead: boolean;
+  pktWrite: boolean;
+  /** Helper ids that may be passed a packet pointer (probed; empty when unknown). */
+  pktHelpers: ReadonlySet<number>;
+  ldAbs: boolean;
+  /** Range R0 must be in at program exit, or null when the kernel does not check it. */
+  ret: [bigint, bigint] | null;
+  /** May a pointer be returned (types without a return range, for privileged programs). */
+  retPtr: boolean;
+  /** The range applies to the 32-bit subregister (LSM hooks). */
+  ret32?: boolean;
+  /** The attach target returns void (LSM hooks, struct_ops members): R0 is not checked at all. */
+  retVoid?: boolean;
+}
 
-const ok = (field: CtxField = 'scalar'): CtxAccess => ({ ok: true, field });
-const no = (off: number, size: number, write: boolean): CtxAccess =>
+const NO_HELPERS: ReadonlySet<number> = new Set();
+
+interface CtxTable {
+  struct: string;
+  size: number;
+  read: Record<string, number[]>;
+  write: number[];
+  pktRead: boolean;
+  pktWrite: boolean;
+  ldAbs: boolean;
+  retOk: string[];
+  retPtr: boolean;
+  pktHelpers?: number[];
+}
+interface CtxTables {
+  kernel: string;
+  types: Record<string, Record<string, number>>;
+  tables: CtxTable[];
+  rawTpNullArgs?: Record<string, number>;
+  sockTables?: Record<string, { size: number; read: Record<string, number[]> }>;
+}
+
+/** The probed table file, beside this module in src/ or, from dist/, in ../../src/safety. */
+function loadTables(): CtxTables | null {
+  for (const rel of ['./ctx-table.json', '../../src/safety/ctx-table.json']) {
+    try {
+      const t = JSON.parse(readFileSync(fileURLToPath(new URL(rel, import.meta.url)), 'utf8')) as CtxTables;
+      if (t && t.types && Array.isArray(t.tables)) return t;
+    } catch { /* try the next place */ }
+  }
+  return null;
+}
+let tables: CtxTables | null | undefined;
+export const ctxTables = (): CtxTables | null => (tables === undefined ? (tables = loadTables()) : tables);
+
+const sizeCode = (size: number): number => (size === 1 ? 0 : size === 2 ? 1 : size === 4 ? 2 : size === 8 ? 3 : -1);
+const refuse = (off: number, size: number, write: boolean): CtxAccess =>
   ({ ok: false, why: `invalid bpf_context access off=${off} size=${size}${write ? ' (write)' : ''}` });
 
-/** bpf_ctx_narrow_access_ok for a field of `fieldSize` bytes starting at `start`. */
-const narrowOk = (off: number, size: number, start: number, fieldSize: number): boolean =>
-  size <= fieldSize && off + size <= start + fieldSize && (size & (size - 1)) === 0;
-
-// ---- struct xdp_md ----
-const xdp: Rule = (off, size, write) => {
-  if (write || off < 0 || off >= 24 || off % 4 !== 0 || size !== 4) return no(off, size, write);
-  if (off === 0) return ok('pkt');
-  if (off === 4) return ok('pkt_end');
-  if (off === 8) return ok('pkt_meta');
-  return ok();
-};
-
-// ---- struct __sk_buff (size 192 on 6.x) ----
-const SKB = {
-  len: 0, pkt_type: 4, mark: 8, queue_mapping: 12, protocol: 16, vlan_present: 20, vlan_tci: 24, vlan_proto: 28,
-  priority: 32, ingress_ifindex: 36, ifindex: 40, tc_index: 44, cb0: 48, cbEnd: 68, hash: 68, tc_classid: 72,
-  data: 76, data_end: 80, napi_id: 84, family: 88, remote_ip4: 92, local_ip4: 96, remote_ip6: 100, local_ip6: 116,
-  remote_port: 132, local_port: 136, data_meta: 140, flow_keys: 144, tstamp: 152, wire_len: 160, gso_segs: 164,
-  sk: 168, gso_size: 176, tstamp_type: 180, hwtstamp: 184, size: 192,
-} as const;
-const inField = (off: number, start: number, size: number) => off >= start && off < start + size;
-
-/** bpf_skb_is_valid_access, with the sk/flow_keys pointer fields refused (not modelled). */
-function skbCommon(off: number, size: number, write: boolean): CtxAccess {
-  if (off < 0 || off >= SKB.size || off % size !== 0) return no(off, size, write);
-  if (inField(off, SKB.cb0, 20)) {
-    if (off + size > SKB.cbEnd) return no(off, size, write);
-    if (write && size > 4 && size !== 8) return no(off, size, write);
-    return ok();
-  }
-  if (inField(off, SKB.remote_ip6, 16) || inField(off, SKB.local_ip6, 16) || off === SKB.remote_ip4 || off === SKB.local_ip4 ||
-      inField(off, SKB.data, 4) || inField(off, SKB.data_end, 4) || inField(off, SKB.data_meta, 4)) {
-    return size === 4 ? ok() : no(off, size, write);
-  }
-  if (inField(off, SKB.flow_keys, 8) || inField(off, SKB.sk, 8) || inField(off, SKB.tstamp_type, 4)) return no(off, size, write);
-  if (inField(off, SKB.tstamp, 8) || inField(off, SKB.hwtstamp, 8)) return size === 8 ? ok() : no(off, size, write);
-  if (write) return size === 4 ? ok() : no(off, size, write);
-  // Default fields are 4 bytes; narrow reads allowed.
-  const start = off & ~3;
-  return narrowOk(off, size, start, 4) ? ok() : no(off, size, write);
+/** The table that applies to a program: its attach type's, the type's only one, or none. */
+function tableFor(k: ProgKind): CtxTable | null {
+  const t = ctxTables();
+  const byAttach = t?.types[k.type];
+  if (!t || !byAttach) return null;
+  const idx = byAttach[k.attach] ?? (k.attach === '' ? undefined : byAttach['']);
+  if (idx !== undefined) return t.tables[idx] ?? null;
+  // No expected attach type: usable only when every attach type of this program type behaves alike.
+  const all = [...new Set(Object.values(byAttach))];
+  return k.attach === '' && all.length === 1 ? t.tables[all[0]!] ?? null : null;
 }
 
-const socketFilter: Rule = (off, size, write) => {
-  if (inField(off, SKB.tc_classid, 4) || inField(off, SKB.data, 4) || inField(off, SKB.data_meta, 4) || inField(off, SKB.data_end, 4) ||
-      (off >= SKB.family && off < SKB.local_port + 4) || inField(off, SKB.tstamp, 8) || inField(off, SKB.wire_len, 4) || inField(off, SKB.hwtstamp, 8)) {
-    return no(off, size, write);
-  }
-  if (write && !inField(off, SKB.cb0, 20)) return no(off, size, write);
-  return skbCommon(off, size, write);
-};
-
-const tcClsAct: Rule = (off, size, write) => {
-  if (write && !(inField(off, SKB.mark, 4) || inField(off, SKB.tc_index, 4) || inField(off, SKB.priority, 4) ||
-      inField(off, SKB.cb0, 20) || inField(off, SKB.tstamp, 8) || inField(off, SKB.queue_mapping, 4) ||
-      inField(off, SKB.tc_classid, 4))) return no(off, size, write);
-  if (off >= SKB.family && off < SKB.local_port + 4) return no(off, size, write);
-  const r = skbCommon(off, size, write);
-  if (!r.ok) return r;
-  if (off === SKB.data) return ok('pkt');
-  if (off === SKB.data_end) return ok('pkt_end');
-  if (off === SKB.data_meta) return ok('pkt_meta');
-  return r;
-};
-
-const cgroupSkb: Rule = (off, size, write) => {
-  if (inField(off, SKB.tc_classid, 4) || inField(off, SKB.data_meta, 4) || inField(off, SKB.wire_len, 4)) return no(off, size, write);
-  if (write && !(inField(off, SKB.mark, 4) || inField(off, SKB.priority, 4) || inField(off, SKB.cb0, 20) || inField(off, SKB.tstamp, 8))) return no(off, size, write);
-  const r = skbCommon(off, size, write);
-  if (!r.ok) return r;
-  if (off === SKB.data) return ok('pkt');
-  if (off === SKB.data_end) return ok('pkt_end');
-  return r;
-};
-
-// ---- struct pt_regs (x86-64: 21 longs) ----
-const PT_REGS_SIZE = 168;
-const kprobe: Rule = (off, size, write) =>
-  write || off < 0 || off >= PT_REGS_SIZE || off % size !== 0 || off + size > PT_REGS_SIZE ? no(off, size, write) : ok();
-
-// ---- tracepoint: raw record after the 8-byte common header; k2 allows a conservative 2048 bytes ----
-const tracepoint: Rule = (off, size, write) =>
-  write || off < 8 || off >= 2048 || off % size !== 0 ? no(off, size, write) : ok();
-
-// ---- raw tracepoint: up to 12 u64 arguments ----
-const rawTracepoint: Rule = (off, size, write) =>
-  write || off < 0 || off >= 96 || off % size !== 0 || off + size > 96 ? no(off, size, write) : ok();
-
-// ---- struct bpf_perf_event_data: pt_regs, sample_period, addr ----
-const perfEvent: Rule = (off, size, write) => {
-  if (write || off < 0 || off % size !== 0) return no(off, size, write);
-  if (off + size <= PT_REGS_SIZE) return ok();
-  if ((off === PT_REGS_SIZE || off === PT_REGS_SIZE + 8) && size === 8) return ok();
-  return no(off, size, write);
-};
-
-// ---- struct bpf_sock_ops (size 224) ----
-const sockOps: Rule = (off, size, write) => {
-  if (off < 0 || off >= 224 || off % size !== 0) return no(off, size, write);
-  if (write) return (off === 4 || off === 164) && size === 4 ? ok() : no(off, size, write); // reply, sk_txhash
-  if (off === 168 || off === 176 || off === 216) return size === 8 ? ok() : no(off, size, write);
-  if (off >= 184 && off < 208) return no(off, size, write); // sk, skb_data, skb_data_end pointers: not modelled
-  return size === 4 ? ok() : no(off, size, write);
-};
-
-// ---- struct bpf_sock (cgroup/sock, size 80); some fields depend on the attach point ----
-const cgroupSock = (off: number, size: number, write: boolean, attach: string): CtxAccess => {
-  if (off < 0 || off >= 80 || off % size !== 0) return no(off, size, write);
-  const create = attach === 'cgroup/sock' || attach.startsWith('cgroup/sock_create') || attach.startsWith('cgroup/sock_release');
-  if (off === 0 || off === 16 || off === 20) return create && size === 4 ? ok() : no(off, size, write); // bound_dev_if, mark, priority
-  if (write) return no(off, size, write);
-  if (off >= 24 && off < 28 && !attach.startsWith('cgroup/post_bind4')) return no(off, size, write); // src_ip4
-  if (off >= 28 && off < 44 && !attach.startsWith('cgroup/post_bind6')) return no(off, size, write); // src_ip6
-  if (off >= 44 && off < 48 && !attach.startsWith('cgroup/post_bind')) return no(off, size, write); // src_port
-  if (off >= 50 && off < 52) return no(off, size, write);
-  if (off >= 48 && off < 50) return (off === 48 && (size === 2 || size === 4)) ? ok() : no(off, size, write); // dst_port (__be16)
-  return narrowOk(off, size, off & ~3, 4) ? ok() : no(off, size, write);
-};
-
-// ---- struct bpf_sock_addr (cgroup/connect4 etc., size 72); address fields depend on the attach point ----
-const sockAddr = (off: number, size: number, write: boolean, attach: string): CtxAccess => {
-  if (off < 0 || off >= 72 || off % size !== 0) return no(off, size, write);
-  const kind = attach.replace(/^cgroup\//, '');
-  const v4 = /^(bind4|connect4|getpeername4|getsockname4|sendmsg4|recvmsg4)/.test(kind);
-  const v6 = /^(bind6|connect6|getpeername6|getsockname6|sendmsg6|recvmsg6)/.test(kind);
-  const addr = (off >= 4 && off < 8 && v4) || (off >= 8 && off < 24 && v6) || (off >= 40 && off < 44 && kind.startsWith('sendmsg4')) ||
-    (off >= 44 && off < 60 && kind.startsWith('sendmsg6')) || (off >= 24 && off < 28);
-  if ((off >= 4 && off < 28) || (off >= 40 && off < 60)) {
-    if (!addr) return no(off, size, write);
-    if (write) return size === 4 ? ok() : no(off, size, write);
-    return narrowOk(off, size, off & ~3, 4) ? ok() : no(off, size, write);
-  }
-  if (off >= 64) return no(off, size, write); // sk: PTR_TO_SOCKET, not modelled
-  return !write && size === 4 ? ok() : no(off, size, write);
-};
-
-const RULES: Record<string, Rule> = {
-  xdp, socket_filter: socketFilter, sched_cls: tcClsAct, sched_act: tcClsAct, cgroup_skb: cgroupSkb,
-  kprobe, tracepoint, raw_tracepoint: rawTracepoint, perf_event: perfEvent, sock_ops: sockOps, cgroup_sock: cgroupSock, cgroup_sock_addr: sockAddr,
-};
-
-export const supportedProgType = (t: string): boolean => t in RULES;
-
-/** `attach` is the program's section name (it selects the expected attach type, as libbpf does). */
-export function ctxAccess(progType: string, off: number, size: number, write: boolean, attach = ''): CtxAccess {
-  const r = RULES[progType];
-  return r ? r(off, size, write, attach) : { ok: false, why: `program type ${progType} is not modelled` };
+/** Return range from the probed values: [min, max] when some were refused, null when all were accepted. */
+function retRange(tb: CtxTable): [bigint, bigint] | null | 'inconsistent' {
+  const PROBED = 15; // scripts/gen-kernel-tables.ts RETURNS
+  const ok = tb.retOk.map((v) => BigInt(v));
+  if (ok.length === PROBED) return null;
+  if (!ok.length) return 'inconsistent';
+  const lo = ok.reduce((a, b) => (a < b ? a : b)), hi = ok.reduce((a, b) => (a > b ? a : b));
+  return [lo, hi];
 }
 
-/** may_access_direct_pkt_data */
-export function pktAccessAllowed(progType: string, write: boolean): boolean {
-  switch (progType) {
-    case 'xdp': case 'sched_cls': case 'sched_act': return true;
-    case 'cgroup_skb': return !write;
-    default: return false;
-  }
+function tableCtx(k: ProgKind, tb: CtxTable): ProgCtx {
+  const read = new Map<number, string>();
+  for (const [type, codes] of Object.entries(tb.read)) for (const c of codes) read.set(c, type);
+  const write = new Set(tb.write);
+  const r = retRange(tb);
+  return {
+    kind: k,
+    unsupported: r === 'inconsistent' ? `return values of ${k.type} were not probed consistently` : null,
+    access(off, size, w) {
+      const sc = sizeCode(size);
+      if (off < 0 || sc < 0) return refuse(off, size, w);
+      const code = off * 4 + sc;
+      if (w) return write.has(code) ? { ok: true, field: 'scalar' } : refuse(off, size, w);
+      const t = read.get(code);
+      if (t === undefined) return refuse(off, size, w);
+      if (t === 'scalar' || t === 'pkt' || t === 'pkt_end' || t === 'pkt_meta') return { ok: true, field: t };
+      const sock = /^(sock|sock_common|tcp_sock)(_or_null)?$/.exec(t);
+      if (sock) return { ok: true, field: 'sock', sock: sock[1] as 'sock' | 'sock_common' | 'tcp_sock', nullable: !!sock[2] };
+      return { ok: false, why: `context field of type ${t} (${tb.struct} off=${off}) is not modelled` };
+    },
+    pktRead: tb.pktRead,
+    pktWrite: tb.pktWrite,
+    pktHelpers: new Set(tb.pktHelpers ?? []),
+    ldAbs: tb.ldAbs,
+    ret: r === 'inconsistent' ? [0n, 0n] : r,
+    retPtr: tb.retPtr,
+  };
 }
 
-/** Legacy LD_ABS/LD_IND packet loads (may_access_skb). */
-export const ldAbsAllowed = (progType: string): boolean =>
-  progType === 'socket_filter' || progType === 'sched_cls' || progType === 'sched_act';
+/**
+ * Return ranges of BTF-typed attach types that cannot be probed where trampolines are refused:
+ * fentry/fexit must return 0 (check_return_code), fmod_ret anything; LSM hooks have ranges per hook
+ * ([-MAX_ERRNO, 0] or [0, 1]): only 0 is valid for every hook.
+ */
+const UNPROBED_RET: Record<string, [bigint, bigint] | null> = {
+  trace_fentry: [0n, 0n], trace_fexit: [0n, 0n], modify_return: null, lsm_mac: [0n, 0n], lsm_cgroup: [0n, 1n],
+};
 
-/** Range R0 must be in at program exit, or null when the kernel does not check it. */
-export function returnRange(progType: string, attach = ''): [bigint, bigint] | null {
-  if (progType === 'cgroup_sock_addr' && /^cgroup\/(recvmsg|getpeername|getsockname)/.test(attach)) return [1n, 1n];
-  switch (progType) {
-    case 'cgroup_skb': case 'cgroup_sock': case 'sock_ops': case 'cgroup_sock_addr': case 'cgroup_device':
-    case 'cgroup_sysctl': case 'cgroup_sockopt': case 'sk_lookup':
-      return [0n, 1n];
-    default:
-      return null;
+function btfCtx(k: ProgKind, tc: TracingCtx | string, tb: CtxTable | null): ProgCtx {
+  let r = tb ? retRange(tb) : k.attach in UNPROBED_RET ? UNPROBED_RET[k.attach]! : 'inconsistent';
+  let ret32 = false;
+  // LSM hooks: bool hooks return [0, 1], int hooks 0 or a negative errno, on the 32-bit subregister.
+  if (k.type === 'struct_ops' && typeof tc !== 'string') r = null;
+  if (k.attach === 'lsm_mac' && typeof tc !== 'string') {
+    r = tc.retKind === 'void' ? null : tc.retKind === 'bool' ? [0n, 1n] : tc.retKind === 'int' ? [-4095n, 0n] : [0n, 0n];
+    ret32 = r !== null;
   }
+  const why = typeof tc === 'string' ? tc : k.sleepable ? 'sleepable programs are not modelled' : r === 'inconsistent' ? `return values of ${k.type}/${k.attach} were not probed here` : null;
+  return {
+    kind: k,
+    unsupported: why,
+    access(off, size, write) {
+      if (typeof tc === 'string') return { ok: false, why: tc };
+      const a = tracingAccess(tc, off, size, write);
+      if (a.kind === 'bad') return { ok: false, why: a.why };
+      if (a.kind === 'scalar') return { ok: true, field: 'scalar' };
+      return { ok: true, field: 'btf', btfId: a.btfId, flags: a.flags, nullable: a.nullable };
+    },
+    pktRead: false,
+    pktWrite: false,
+    pktHelpers: NO_HELPERS,
+    ldAbs: false,
+    ret: r === 'inconsistent' ? [0n, 0n] : r,
+    retPtr: tb ? tb.retPtr : false,
+    ret32,
+    retVoid: typeof tc !== 'string' && tc.retKind === 'void' && (k.type === 'struct_ops' || k.attach === 'lsm_mac'),
+  };
+}
+
+function ruleCtx(k: ProgKind, section: string): ProgCtx {
+  const rule = k.type in RULES ? RULES[k.type] : undefined;
+  const range = ruleReturnRange(k.type, section);
+  return {
+    kind: k,
+    unsupported: rule ? null : `program type ${k.type} is not modelled`,
+    access: (off, size, write) => (rule ? rule(off, size, write, section) : { ok: false, why: `program type ${k.type} is not modelled` }),
+    pktRead: rulePktAccess(k.type, false),
+    pktWrite: rulePktAccess(k.type, true),
+    pktHelpers: NO_HELPERS,
+    ldAbs: ruleLdAbs(k.type),
+    ret: range,
+    retPtr: range === null,
+  };
+}
+
+const CACHE = new Map<string, ProgCtx>();
+
+/** The context rules of a program of type `progType` in section `section`. */
+export function progCtx(progType: string, section: string, structOps?: string): ProgCtx {
+  const key = `${progType}\0${section}\0${structOps ?? ''}`;
+  let c = CACHE.get(key);
+  if (c) return c;
+  const k = progKind(progType, section, structOps);
+  const tb = tableFor(k);
+  if (progType === 'tracing' || progType === 'lsm' || progType === 'struct_ops') c = btfCtx(k, tracingCtx(k), tb);
+  else if (k.sleepable) c = { ...ruleCtx(k, section), unsupported: 'sleepable programs are not modelled' };
+  else if (tb) c = tableCtx(k, tb);
+  else c = ruleCtx(k, section);
+  CACHE.set(key, c);
+  return c;
+}
+
+/** Why k2 cannot model programs of this type in this section, or null. */
+export const unsupportedReason = (progType: string, section: string, structOps?: string): string | null => progCtx(progType, section, structOps).unsupported;
+
+const SOCK_READS = new Map<string, Set<number> | null>();
+/** check_sock_access: may `size` bytes at `off` be read through a socket pointer of this kind (probed)? */
+export function sockReadable(kind: 'sock' | 'sock_common' | 'tcp_sock', off: number, size: number): boolean {
+  let s = SOCK_READS.get(kind);
+  if (s === undefined) {
+    const t = ctxTables()?.sockTables?.[kind];
+    s = t ? new Set(Object.values(t.read).flat()) : null;
+    SOCK_READS.set(kind, s);
+  }
+  const sc = sizeCode(size);
+  return !!s && off >= 0 && sc >= 0 && s.has(off * 4 + sc);
 }

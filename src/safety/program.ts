@@ -4,9 +4,12 @@
 import { CLASS, JMP, LD_IMM64, PSEUDO, CALL_PSEUDO, imm64, jmpOp, opClass } from '../isa/index.js';
 import { END_LABEL, type BpfObject, type CodeSection, type IrInsn, type Label, type ProgramRef } from '../ir/types.js';
 import { STB, STT, symBind, symType } from '../elf/types.js';
-import { BTF_KIND, skipModifiers, typeSize, type Btf } from '../elf/btf.js';
-import { funcProtoParams } from './btfparams.js';
-import { coreValue, patchedMemOffset, type CoreValue } from './core.js';
+import type { Btf } from '../elf/btf.js';
+import { globalArgs, type GlobalArg } from './globals.js';
+import { coreValue, patchCoreInsn, type CoreValue } from './core.js';
+import { parseKBtf, type KBtf } from './kbtf.js';
+import { kconfigMap } from './kconfig.js';
+import { kernelHasFunc } from './kfuncs.js';
 
 /** A map as the verifier sees it (global data sections are single-element array maps). */
 export interface MapInfo {
@@ -35,10 +38,10 @@ export type LdImm =
   | { kind: 'value'; map: MapInfo; off: number }
   | { kind: 'func'; start: number } // BPF_PSEUDO_FUNC: a callback, by the linear index of its first instruction
   | { kind: 'funcref'; section: string; index: number } // a relocation to code (made a 'func' when linked)
+  | { kind: 'kfunc_addr'; name: string } // the address of a kernel function (bpf_ksym_exists), present in the kernel
   | { kind: 'unsupported'; why: string };
 
-/** BTF-derived argument kinds of a global function (verified on its own by the kernel). */
-export type GlobalArg = { kind: 'scalar' } | { kind: 'ctx' } | { kind: 'mem'; size: number; nullable: boolean } | { kind: 'unsupported'; why: string };
+export type { GlobalArg } from './globals.js';
 
 export interface FuncInfo {
   start: number; // index of the first instruction
@@ -52,6 +55,8 @@ export interface SafetyInsn extends IrInsn {
   coreVal?: CoreValue;
   /** Jumps: absolute target index; pseudo calls: index of the callee's first instruction; else -1. */
   tgt: number;
+  /** Calls of kernel functions (extern __ksym functions libbpf turns into kfunc calls). */
+  kfunc?: { name: string; weak: boolean };
   ld?: LdImm;
 }
 
@@ -61,6 +66,8 @@ export interface SafetyProgram {
   progType: string;
   /** Section name of the entry (libbpf derives the expected attach type from it). */
   attach: string;
+  /** struct_ops programs: the kernel struct and member (function pointer) the program implements, "struct.member". */
+  structOps?: string;
   gpl: boolean;
   /** Where each linear instruction came from (section and index there), for messages. */
   origin: { section: string; index: number }[];
@@ -74,11 +81,6 @@ const isJumpInsn = (i: IrInsn): boolean => {
   return op !== JMP.CALL && op !== JMP.EXIT;
 };
 
-const isMemInsn = (i: IrInsn): boolean => {
-  const c = opClass(i.code);
-  return c === CLASS.LDX || c === CLASS.ST || c === CLASS.STX;
-};
-
 const GPL_LICENSES = new Set(['GPL', 'GPL v2', 'GPL and additional rights', 'Dual BSD/GPL', 'Dual MIT/GPL', 'Dual MPL/GPL']);
 export const isGplLicense = (l: string | null): boolean => l !== null && GPL_LICENSES.has(l);
 
@@ -89,56 +91,84 @@ function labelIndex(sec: CodeSection): Map<Label, number> {
   return m;
 }
 
-function globalArgs(btf: Btf | null, params: Map<number, number[]>, typeId: number | undefined, progType: string): GlobalArg[] | null {
-  if (!btf || typeId === undefined) return [{ kind: 'unsupported', why: 'global function without BTF' }];
-  const fn = btf.types[typeId];
-  if (!fn || fn.kind !== BTF_KIND.FUNC) return [{ kind: 'unsupported', why: 'global function without BTF FUNC' }];
-  const proto = btf.types[fn.sizeOrType];
-  if (!proto || proto.kind !== BTF_KIND.FUNC_PROTO) return [{ kind: 'unsupported', why: 'global function without prototype' }];
-  const ctxName = CTX_STRUCT[progType];
-  const ps = params.get(proto.id);
-  if (!ps) return [{ kind: 'unsupported', why: 'global function prototype not found' }];
-  return ps.map((pt): GlobalArg => {
-    const t = skipModifiers(btf, pt);
-    if (!t) return { kind: 'unsupported', why: 'argument type' };
-    if (t.kind === BTF_KIND.INT || t.kind === BTF_KIND.ENUM || t.kind === BTF_KIND.ENUM64) return { kind: 'scalar' };
-    if (t.kind === BTF_KIND.PTR) {
-      const p = skipModifiers(btf, t.sizeOrType);
-      if (p && (p.kind === BTF_KIND.STRUCT || p.kind === BTF_KIND.UNION) && ctxName && p.name === ctxName) return { kind: 'ctx' };
-      if (p && (p.kind === BTF_KIND.STRUCT || p.kind === BTF_KIND.UNION || p.kind === BTF_KIND.INT)) {
-        const size = typeSize(btf, t.sizeOrType);
-        if (size && size > 0) return { kind: 'mem', size, nullable: true };
-      }
-    }
-    return { kind: 'unsupported', why: 'argument type' };
-  });
-}
-
-/** The BTF struct name of each program type's context (for global function ctx arguments). */
-const CTX_STRUCT: Record<string, string> = {
-  xdp: 'xdp_md', sched_cls: '__sk_buff', sched_act: '__sk_buff', socket_filter: '__sk_buff', cgroup_skb: '__sk_buff',
-  kprobe: 'pt_regs', sock_ops: 'bpf_sock_ops', cgroup_sock: 'bpf_sock', cgroup_sock_addr: 'bpf_sock_addr', perf_event: 'bpf_perf_event_data',
-};
-
 export interface MapResolver {
   /** What an ld_imm64 with this relocation loads. */
   resolve(insn: IrInsn): LdImm;
+  /** Why libbpf would refuse the whole object (e.g. a strong .kconfig extern without a value). */
+  objectProblem?: string | null;
+  /** A call relocated to an extern function: the kernel function it names. */
+  externFunc?(insn: IrInsn): { name: string; weak: boolean } | null;
+}
+
+/** Map types the kernel creates read-only for programs (BPF_F_RDONLY_PROG): devmap values. */
+const progReadOnly = (type: number): boolean => type === MAP_TYPE.DEVMAP || type === MAP_TYPE.DEVMAP_HASH;
+
+const isMapInMap = (type: number): boolean => type === MAP_TYPE.ARRAY_OF_MAPS || type === MAP_TYPE.HASH_OF_MAPS;
+
+/**
+ * The template of a legacy map-in-map's inner maps, as the old loaders created it: samples/bpf's
+ * struct bpf_map_def names it by `inner_map_idx` (offset 20: index among the maps, in section
+ * order), iproute2's struct bpf_elf_map (36 bytes) by `inner_id` (offset 28: the `id` at offset 20
+ * of another definition).
+ */
+function legacyInnerMap(obj: BpfObject, def: BpfObject['maps'][number]): BpfObject['maps'][number] | null {
+  const sec = obj.elf.sections.find((x) => x.name === def.section);
+  const legacy = obj.maps.filter((m) => !m.btf && m.section === def.section);
+  if (!sec || !legacy.length) return null;
+  const size = Math.floor(sec.data.length / legacy.length);
+  const off = (m: BpfObject['maps'][number]) => Number(obj.elf.symbols[m.sym]?.value ?? -1n);
+  const u32 = (at: number) => (at >= 0 && at + 4 <= sec.data.length ? new DataView(sec.data.buffer, sec.data.byteOffset, sec.data.byteLength).getUint32(at, true) : null);
+  const ordered = [...legacy].sort((a, b) => off(a) - off(b));
+  let inner: BpfObject['maps'][number] | undefined;
+  if (size >= 36) {
+    const id = u32(off(def) + 28);
+    inner = id ? ordered.find((m) => m !== def && u32(off(m) + 20) === id) : undefined;
+  } else if (size >= 24) {
+    const idx = u32(off(def) + 20);
+    inner = idx !== null ? ordered[idx] : undefined;
+  }
+  return inner && inner !== def && !isMapInMap(inner.type) ? inner : null;
 }
 
 /** Maps and global data of an object, by relocation symbol. */
 export function objectMaps(obj: BpfObject): MapResolver {
   const cache = new Map<string, MapInfo>();
   let uid = 0;
+  // .kconfig externs: one frozen read-only map laid out and filled as libbpf does (kconfig.ts).
+  const kbtf = objectKBtf(obj);
+  const kc = kbtf && 'str' in kbtf ? kconfigMap(kbtf) : null;
+  let kcMap: MapInfo | null = null;
+  const strongMissing = kc ? kc.missing.filter((n) => obj.elf.symbols.some((y) => y.name === n && y.shndx === 0 && symBind(y) !== STB.WEAK)) : [];
+  const objectProblem = kc?.error ?? (strongMissing.length ? `kconfig extern ${strongMissing[0]} has no value on this kernel (libbpf refuses the object)` : null);
   const mk = (name: string, type: number, keySize: number, valueSize: number, maxEntries: number, inner: MapInfo | null, rdonly: boolean): MapInfo =>
     ({ uid: ++uid, name, type, keySize, valueSize, maxEntries, inner, rdonly });
-  const fromDef = (d: BpfObject['maps'][number]): MapInfo =>
-    mk(d.name, d.type, d.keySize, d.valueSize, d.maxEntries, d.innerMap ? fromDef(d.innerMap) : null, false);
+  const fromDef = (d: BpfObject['maps'][number]): MapInfo => {
+    const inner = d.innerMap ?? (isMapInMap(d.type) && !d.btf ? legacyInnerMap(obj, d) : null);
+    return mk(d.name, d.type, d.keySize, d.valueSize, d.maxEntries, inner ? fromDef(inner) : null, progReadOnly(d.type));
+  };
+  const externFn = (insn: IrInsn) => {
+    const sym = insn.reloc ? obj.elf.symbols[insn.reloc.sym] : undefined;
+    if (!sym || sym.shndx !== 0 || !sym.name || kc?.externs.has(sym.name)) return null;
+    return { name: sym.name, weak: symBind(sym) === STB.WEAK };
+  };
   return {
+    objectProblem,
+    externFunc: externFn,
     resolve(insn) {
       const r = insn.reloc;
       if (!r) return { kind: 'const', value: imm64(insn) };
       const sym = obj.elf.symbols[r.sym];
       if (!sym) return { kind: 'unsupported', why: 'relocation to a missing symbol' };
+      const ext = sym.shndx === 0 ? kc?.externs.get(sym.name) : undefined;
+      if (ext) {
+        kcMap ??= { uid: ++uid, name: '.kconfig', type: MAP_TYPE.ARRAY, keySize: 4, valueSize: kc!.bytes.length, maxEntries: 1, inner: null, rdonly: true, frozen: kc!.bytes };
+        return { kind: 'value', map: kcMap, off: ext.off + insn.imm };
+      }
+      // The address of an extern kernel function (bpf_ksym_exists): libbpf gives its BTF id, or 0 when
+      // a weak one is missing; a missing strong one makes libbpf refuse the object.
+      const fnExt = externFn(insn);
+      if (fnExt && kernelHasFunc(fnExt.name)) return { kind: 'kfunc_addr', name: fnExt.name };
+      if (fnExt && fnExt.weak) return { kind: 'const', value: 0n };
       const def = obj.maps.find((m) => m.sym === r.sym) ??
         (symType(sym) === STT.SECTION ? undefined : undefined);
       if (def) {
@@ -201,7 +231,7 @@ export function rawMaps(maps: MapInfo[]): MapResolver {
 
 let rawUid = 1000;
 export function rawMap(type: number, keySize: number, valueSize: number, opts: { maxEntries?: number; inner?: MapInfo; rdonly?: boolean; name?: string } = {}): MapInfo {
-  return { uid: ++rawUid, name: opts.name ?? `map${rawUid}`, type, keySize, valueSize, maxEntries: opts.maxEntries ?? 1, inner: opts.inner ?? null, rdonly: opts.rdonly ?? false };
+  return { uid: ++rawUid, name: opts.name ?? `map${rawUid}`, type, keySize, valueSize, maxEntries: opts.maxEntries ?? 1, inner: opts.inner ?? null, rdonly: opts.rdonly ?? progReadOnly(type) };
 }
 
 interface FuncSrc { sec: CodeSection; start: number; end: number; name: string; global: GlobalArg[] | null }
@@ -229,6 +259,43 @@ function funcRange(obj: BpfObject | null, sec: CodeSection, labels: Map<Label, n
   return { sec, start, end, name, global };
 }
 
+const OBJ_BTF = new WeakMap<BpfObject, KBtf | Btf | null>();
+/** The object's own BTF with everything CO-RE needs (integer encodings): parsed from its .BTF section. */
+export function objectKBtf(obj: BpfObject): KBtf | Btf | null {
+  if (OBJ_BTF.has(obj)) return OBJ_BTF.get(obj)!;
+  const raw = obj.elf.sections.find((s) => s.name === '.BTF')?.data;
+  const k = (raw && parseKBtf(raw)) || obj.btf;
+  OBJ_BTF.set(obj, k);
+  return k;
+}
+
+/**
+ * The struct_ops member a program implements: the .struct_ops(.link) variable whose function
+ * pointer member is relocated to the program's symbol ("tcp_congestion_ops.cong_avoid").
+ */
+export function structOpsMember(obj: BpfObject, progName: string): string | null {
+  const kb = objectKBtf(obj);
+  if (!kb || !('str' in kb)) return null;
+  for (let i = 0; i < obj.elf.sections.length; i++) {
+    const sec = obj.elf.sections[i]!;
+    if (sec.name !== '.struct_ops' && sec.name !== '.struct_ops.link') continue;
+    const ds = kb.types.find((t) => t.kind === 15 /* DATASEC */ && t.name === sec.name);
+    for (const [relIdx, rels] of obj.elf.relocs) {
+      if (obj.elf.sections[relIdx]?.info !== i) continue;
+      for (const rel of rels) {
+        if (obj.elf.symbols[rel.sym]?.name !== progName) continue;
+        const off = Number(rel.offset);
+        const v = ds?.vars.find((x) => off >= x.offset && off < x.offset + x.size);
+        const vt = v && kb.types[v.type];
+        const st = vt && kb.types[vt.sizeOrType];
+        const m = st?.members.find((x) => x.bitOffset / 8 === off - v!.offset);
+        if (st && m) return `${st.name}.${m.name}`;
+      }
+    }
+  }
+  return null;
+}
+
 /** Links a program of an object the way libbpf does, for checking. */
 export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResolver = objectMaps(obj)): SafetyProgram {
   const secs = new Map(obj.code.map((s) => [s.name, s]));
@@ -241,16 +308,17 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
   const entrySec = secs.get(prog.section)!;
   const entryStart = labelsOf(entrySec).get(prog.entry) ?? 0;
   const order: FuncSrc[] = [funcRange(obj, entrySec, labelsOf(entrySec), entryStart)];
-  let params: Map<number, number[]> | undefined;
   const globalOf = (sec: CodeSection, start: number): GlobalArg[] | null => {
     const own = sec.symbols.find((s) => labelsOf(sec).get(s.start) === start && symType(obj.elf.symbols[s.sym]!) === STT.FUNC);
     if (!own) return null;
     const sym = obj.elf.symbols[own.sym]!;
     if (symBind(sym) !== STB.GLOBAL) return null;
-    params ??= funcProtoParams(obj.elf);
-    return globalArgs(obj.btf, params, sec.insns[start]?.funcInfo?.typeId, prog.progType);
+    // Without BTF func_info the kernel cannot tell global functions from static ones: all are static.
+    if (!obj.btfExt || sec.insns[start]?.funcInfo === undefined) return null;
+    const kb = objectKBtf(obj);
+    return globalArgs(kb && 'str' in kb ? kb : null, sec.insns[start]?.funcInfo?.typeId, prog.progType);
   };
-  return link(order, (sec, label) => {
+  const linked = link(order, (sec, label) => {
     const s = secs.get(sec);
     if (!s) return null;
     const start = labelsOf(s).get(label);
@@ -258,13 +326,19 @@ export function linkProgram(obj: BpfObject, prog: ProgramRef, resolver: MapResol
     const f = funcRange(obj, s, labelsOf(s), start);
     f.global = globalOf(s, start);
     return f;
-  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license), undefined, obj.btf, (sec, index) => {
+  }, labelsOf, resolver, prog.progType, isGplLicense(obj.license), undefined, objectKBtf(obj), (sec, index) => {
     const s = secs.get(sec);
     if (!s || index < 0 || index >= s.insns.length) return null;
     const f = funcRange(obj, s, labelsOf(s), index);
     f.global = globalOf(s, index);
     return f;
   });
+  if (prog.progType === 'struct_ops') {
+    const m = structOpsMember(obj, prog.name);
+    if (m) linked.structOps = m;
+    else linked.problems.push({ insn: 0, why: 'struct_ops program not referenced by a .struct_ops map' });
+  }
+  return linked;
 }
 
 /** A program from hand-built instructions in one section (tests, synthesizer candidates). */
@@ -298,7 +372,7 @@ function link(
   progType: string,
   gpl: boolean,
   byIndex?: (start: number) => FuncSrc,
-  btf: Btf | null = null,
+  btf: KBtf | Btf | null = null,
   funcAt?: (section: string, index: number) => FuncSrc | null,
 ): SafetyProgram {
   const insns: SafetyInsn[] = [];
@@ -324,6 +398,11 @@ function link(
         else t = i + 1 + (opClass(src.code) === CLASS.JMP32 && jmpOp(src.code) === JMP.JA ? src.imm : src.off);
         if (t === undefined || t < f.start || t >= f.end) problems.push({ insn: at, why: `jump out of range from insn ${at}` });
         else insn.tgt = base + (t - f.start);
+      } else if (src.code === (CLASS.JMP | JMP.CALL) && src.src === CALL_PSEUDO && !src.callee && resolver.externFunc?.(src)) {
+        // A kernel function: a weak one the kernel lacks is poisoned by libbpf (unsafe if reached), a strong one refused.
+        const k = resolver.externFunc(src)!;
+        insn.kfunc = k;
+        if (!k.weak && !kernelHasFunc(k.name)) problems.push({ insn: at, why: `extern kernel function ${k.name} not found in the kernel's BTF (libbpf refuses the object)` });
       } else if (src.code === (CLASS.JMP | JMP.CALL) && src.src === CALL_PSEUDO) {
         let callee: FuncSrc | null = null;
         if (src.callee) callee = lookup(src.callee.section, src.callee.label);
@@ -360,18 +439,23 @@ function link(
         }
       }
       if (src.core?.length) {
-        insn.coreVal = coreValue(btf, src.core);
-        if (isMemInsn(src)) {
-          // libbpf patches the field offset into loads and stores (and refuses one that does not match the field).
-          const off = patchedMemOffset(src.off, insn.coreVal);
-          if (off === null) insn.coreVal = { ...insn.coreVal, memOff: undefined };
-          else insn.off = off;
+        // What libbpf patches in against the running kernel's BTF (core.ts).
+        const p = patchCoreInsn(insn, coreValue(btf, src.core));
+        if ('fatal' in p) problems.push({ insn: at, why: p.fatal });
+        else {
+          insn.coreVal = p.cv;
+          if (p.code !== undefined) insn.code = p.code;
+          if (p.off !== undefined) insn.off = p.off;
+          if (p.imm !== undefined) insn.imm = p.imm;
+          if (p.imm2 !== undefined) insn.imm2 = p.imm2;
+          if (insn.code === LD_IMM64 && !src.reloc) insn.ld = { kind: 'const', value: imm64(insn) };
         }
       }
       insns.push(insn);
       origin.push({ section: f.sec.name, index: i });
     }
   }
+  if (resolver.objectProblem) problems.push({ insn: 0, why: resolver.objectProblem });
   for (const c of pendingCalls) insns[c.at]!.tgt = placed.get(c.key) ?? -1;
   for (const c of pendingFuncs) {
     const start = placed.get(c.key);

@@ -7,9 +7,14 @@ import type { MapInfo } from './program.js';
 export const RT = {
   NOT_INIT: 0, SCALAR: 1, CTX: 2, STACK: 3, PKT: 4, PKT_META: 5, PKT_END: 6, MAP_VALUE: 7, MAP_PTR: 8, MEM: 9,
   FUNC: 10, // PTR_TO_FUNC (a callback); `off` is its first instruction
+  BTF_ID: 11, // PTR_TO_BTF_ID: a kernel struct typed by the kernel's BTF (`btf`: its type id)
+  SOCKET: 12, // PTR_TO_SOCKET (struct bpf_sock)
+  SOCK_COMMON: 13, // PTR_TO_SOCK_COMMON (the struct sock_common part of struct bpf_sock)
+  TCP_SOCK: 14, // PTR_TO_TCP_SOCK (struct bpf_tcp_sock)
 } as const;
 export type RegType = (typeof RT)[keyof typeof RT];
-export const RT_NAME = ['?', 'scalar', 'ctx', 'fp', 'pkt', 'pkt_meta', 'pkt_end', 'map_value', 'map_ptr', 'mem', 'func'];
+export const RT_NAME = ['?', 'scalar', 'ctx', 'fp', 'pkt', 'pkt_meta', 'pkt_end', 'map_value', 'map_ptr', 'mem', 'func', 'ptr_', 'sock', 'sock_common', 'tcp_sock'];
+export const isSockType = (t: RegType): boolean => t === RT.SOCKET || t === RT.SOCK_COMMON || t === RT.TCP_SOCK;
 
 export interface Reg {
   readonly t: RegType;
@@ -22,9 +27,14 @@ export interface Reg {
   readonly map: MapInfo | null; // map_value, map_ptr
   readonly frame: number; // stack pointers: the frame whose stack they point into
   readonly nul: boolean; // may be NULL (must be null-checked before use)
+  readonly btf: number; // btf_id: the kernel type a BTF_ID pointer points to
+  readonly flags: number; // BTF_ID: BTF_FLAG (btfaccess.ts); MEM: MEM_FLAG
 }
 
-const base: Reg = { t: RT.NOT_INIT, s: UNKNOWN, off: 0, id: 0, ref: 0, range: 0, map: null, frame: 0, nul: false };
+/** Flags of sized memory (PTR_TO_MEM): read-only, untrusted (from walking a kernel pointer). */
+export const MEM_FLAG = { RDONLY: 1, UNTRUSTED: 2 } as const;
+
+const base: Reg = { t: RT.NOT_INIT, s: UNKNOWN, off: 0, id: 0, ref: 0, range: 0, map: null, frame: 0, nul: false, btf: 0, flags: 0 };
 export const NOT_INIT: Reg = base;
 export const scalarReg = (s: Scalar, id = 0): Reg => ({ ...base, t: RT.SCALAR, s, id });
 export const UNKNOWN_REG = scalarReg(UNKNOWN);
@@ -147,7 +157,7 @@ function regSafe(o: Reg, c: Reg, ids: IdMap, precise = true): boolean {
   if (o === c) return ids.ok(o.id, c.id) && ids.ok(o.ref, c.ref);
   if (o.t !== c.t) return false;
   if (o.t === RT.SCALAR) return scalarWithin(o.s, c.s) && ids.ok(o.id, c.id);
-  if (o.off !== c.off || o.nul !== c.nul || o.map !== c.map || o.frame !== c.frame) return false;
+  if (o.off !== c.off || o.nul !== c.nul || o.map !== c.map || o.frame !== c.frame || o.btf !== c.btf || o.flags !== c.flags) return false;
   if (!scalarWithin(o.s, c.s)) return false;
   if (!ids.ok(o.id, c.id) || !ids.ok(o.ref, c.ref)) return false;
   if (o.t === RT.PKT || o.t === RT.PKT_META) return o.range <= c.range;
@@ -161,10 +171,10 @@ function slotSafe(o: Slot | undefined, c: Slot | undefined, ids: IdMap, precise 
   for (let i = 0; i < 8; i++) {
     const ob = o.b[i]!;
     const cb = c ? c.b[i]! : SB.INVALID;
-    if (ob === SB.INVALID) continue;
+    // Privileged programs read unwritten bytes as unknown values (allow_uninit_stack), so an old MISC
+    // byte covers anything, as in the kernel's stacksafe().
+    if (ob === SB.INVALID || ob === SB.MISC) continue;
     if (cb === SB.INVALID) return false;
-    // Any initialised byte reads as an unknown scalar at least, unless it holds part of a pointer.
-    if (ob === SB.MISC) { if (cb === SB.SPILL && c!.spill && c!.spill.t !== RT.SCALAR) return false; continue; }
     if (ob === SB.ZERO && cb !== SB.ZERO) return false;
     if (ob === SB.SPILL && cb !== SB.SPILL) return false;
   }

@@ -14,9 +14,10 @@
 import { CLASS, JMP, LD_IMM64, invalidReason, jmpOp, opClass } from '../isa/index.js';
 import type { BpfObject, IrInsn, ProgramRef } from '../ir/types.js';
 import { Checker, Unsafe, type CheckOptions } from './check.js';
-import { coreValue, patchedMemOffset } from './core.js';
+import { coreValue, patchCoreInsn } from './core.js';
+import type { KBtf } from './kbtf.js';
 import type { Btf } from '../elf/btf.js';
-import { linkProgram, objectMaps, type MapResolver, type SafetyInsn, type SafetyProgram } from './program.js';
+import { linkProgram, objectKBtf, objectMaps, type MapResolver, type SafetyInsn, type SafetyProgram } from './program.js';
 import { RT, cloneState, mapAllRegs, subsumes, type State } from './state.js';
 
 export interface WindowSite {
@@ -59,7 +60,7 @@ export class WindowChecker {
   /** A window checker for one program of an object. */
   static forProgram(obj: BpfObject, prog: ProgramRef, opts: CheckOptions = {}): WindowChecker {
     const resolver = objectMaps(obj);
-    return new WindowChecker(linkProgram(obj, prog, resolver), resolver, opts, obj.btf);
+    return new WindowChecker(linkProgram(obj, prog, resolver), resolver, opts, objectKBtf(obj));
   }
 
   private sites = new Map<string, WindowSite>();
@@ -76,7 +77,7 @@ export class WindowChecker {
     readonly prog: SafetyProgram,
     private readonly resolver: MapResolver,
     private readonly opts: CheckOptions = {},
-    private readonly btf: Btf | null = null, // for CO-RE relocations carried by replacement instructions
+    private readonly btf: KBtf | Btf | null = null, // for CO-RE relocations carried by replacement instructions
   ) {}
 
   /** Records entry and exit states of each window with one whole-program run. */
@@ -245,13 +246,17 @@ export class WindowChecker {
           s.ld = at >= 0 && p.funcs.some((f) => f.start === at) ? { kind: 'func', start: at } : { kind: 'unsupported', why: 'callback function not linked' }; // shifted below
         }
       }
-      if (r.core?.length) {
-        s.coreVal = coreValue(this.btf, r.core);
-        const c = opClass(r.code);
-        if (c === CLASS.LDX || c === CLASS.ST || c === CLASS.STX) {
-          const off = patchedMemOffset(r.off, s.coreVal); // patched by libbpf
-          if (off === null) s.coreVal = { ...s.coreVal, memOff: undefined };
-          else s.off = off;
+      // Instructions taken from the linked program carry their patched values already (coreVal).
+      if (r.core?.length && !(r as SafetyInsn).coreVal) {
+        const p = patchCoreInsn(s, coreValue(this.btf, r.core));
+        if ('fatal' in p) s.coreVal = { resolves: false, lo: 0n, hi: 0n, why: p.fatal };
+        else {
+          s.coreVal = p.cv;
+          if (p.code !== undefined) s.code = p.code;
+          if (p.off !== undefined) s.off = p.off;
+          if (p.imm !== undefined) s.imm = p.imm;
+          if (p.imm2 !== undefined) s.imm2 = p.imm2;
+          if (s.code === LD_IMM64 && !r.reloc) s.ld = { kind: 'const', value: (BigInt(s.imm2 ?? 0) << 32n) | BigInt(s.imm >>> 0) };
         }
       }
       return s;
