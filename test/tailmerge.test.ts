@@ -104,7 +104,7 @@ test('a branch around a goto is inverted: if c goto L; goto M; L: → if !c goto
 test('tail merging can be switched off (k2 opt --no-tail-merge, "tailMerge": false)', async (t) => {
   const obj = fixture('xdp_parser.o');
   const k = obj.code.findIndex((s) => s.name === 'xdp');
-  const only = { ...DEFAULT_SYNTH, windowSizes: [], memoryWindowSizes: [], constantStores: false, budgetMs: 60000 };
+  const only = { ...DEFAULT_SYNTH, windowSizes: [], memoryWindowSizes: [], chainWindowSizes: [], constantStores: false, deadStores: false, copyRuns: false, budgetMs: 60000 };
   const on = await optimizeSection(obj, k, () => true, only);
   const off = await optimizeSection(obj, k, () => true, { ...only, tailMerge: false });
   t.true(sectionSlots(on.obj.code[k]!) < sectionSlots(obj.code[k]!));

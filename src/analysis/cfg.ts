@@ -1,7 +1,7 @@
 // Control flow of one code section: successors, basic blocks, register liveness.
 import { CLASS, JMP, jmpOp, opClass } from '../isa/index.js';
 import { END_LABEL, type CodeSection, type IrInsn, type Label } from '../ir/types.js';
-import { defUse, type RegSet } from './defuse.js';
+import { defUse, type CalleeReads, type RegSet } from './defuse.js';
 
 const isBranch = (i: IrInsn): boolean => i.target !== undefined;
 const isExit = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.EXIT;
@@ -27,10 +27,14 @@ export function successors(sec: CodeSection): number[][] {
   });
 }
 
-/** liveIn[i]: registers that may be read, on some path from instruction i, before being written. */
-export function liveIn(sec: CodeSection): Uint16Array {
+/**
+ * liveIn[i]: registers that may be read, on some path from instruction i, before being written.
+ * Calls read only their arguments (a helper's prototype; a bpf-to-bpf callee's live-in arguments
+ * when `callee` resolves them, else r1-r5).
+ */
+export function liveIn(sec: CodeSection, callee?: CalleeReads): Uint16Array {
   const succ = successors(sec);
-  const du = sec.insns.map(defUse);
+  const du = sec.insns.map((i) => defUse(i, callee));
   const live = new Uint16Array(sec.insns.length);
   for (let changed = true; changed; ) {
     changed = false;
@@ -63,3 +67,33 @@ export function blockStarts(sec: CodeSection): number[] {
 }
 
 export const regList = (set: RegSet): number[] => [...Array(11).keys()].filter((r) => set & (1 << r));
+
+/**
+ * Register liveness of every code section of an object, with bpf-to-bpf calls reading what their
+ * callee reads: the callee's live-in arguments at its entry label. Computed from "every call reads
+ * r1-r5" downwards until stable (BPF has no recursion; with it this would still over-approximate).
+ */
+export function objectLiveness(code: readonly CodeSection[]): Map<string, Uint16Array> {
+  const labels = new Map(code.map((s) => [s.name, labelIndex(s)]));
+  let live = new Map<string, Uint16Array>();
+  const callee: CalleeReads = (insn) => {
+    const c = (insn as IrInsn).callee;
+    if (!c) return undefined;
+    const at = labels.get(c.section)?.get(c.label);
+    const l = live.get(c.section);
+    return at === undefined || !l || at >= l.length ? undefined : l[at]!;
+  };
+  for (let round = 0; round < 8; round++) {
+    const next = new Map<string, Uint16Array>();
+    let changed = false;
+    for (const s of code) {
+      const l = liveIn(s, round === 0 ? undefined : callee);
+      next.set(s.name, l);
+      const old = live.get(s.name);
+      if (!old || old.some((v, i) => v !== l[i])) changed = true;
+    }
+    live = next;
+    if (!changed) break;
+  }
+  return live;
+}

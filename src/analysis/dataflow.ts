@@ -13,6 +13,8 @@ export function forwardRegs<V>(
   entry: V[],
   transfer: (index: number, before: V[]) => V[],
   join: (a: V, b: V) => V,
+  /** What an edge adds (a branch's condition holds on its taken edge, its negation on the other). */
+  edge?: (from: number, to: number, out: V[]) => V[],
 ): V[][] {
   const n = sec.insns.length;
   const succ = successors(sec);
@@ -28,8 +30,9 @@ export function forwardRegs<V>(
   }
   while (work.length) {
     const i = work.pop()!;
-    const out = transfer(i, state[i]!);
+    const out0 = transfer(i, state[i]!);
     for (const s of succ[i]!) {
+      const out = edge ? edge(i, s, out0) : out0;
       const cur = state[s];
       const merged = cur === null ? out : cur.map((v, r) => join(v, out[r]!));
       if (cur === null || merged.some((v, r) => v !== cur[r])) {

@@ -1,8 +1,10 @@
 // Which registers an instruction reads and writes (bit r = register r), following the ISA:
-// calls read the argument registers r1-r5 and leave r1-r5 clobbered, exit reads r0, legacy packet
-// loads (ld_abs/ld_ind) read the context in r6 and clobber r0-r5.
+// calls read their argument registers (precisely: a helper's prototype arguments, see calls.ts)
+// and leave r1-r5 clobbered, exit reads r0, legacy packet loads (ld_abs/ld_ind) read the context
+// in r6 and clobber r0-r5.
 import { ALU, ATOMIC, CLASS, JMP, LD_IMM64, MODE, SRC_X, aluOp, jmpOp, memMode, opClass, srcBit } from '../isa/index.js';
 import type { Insn } from '../isa/index.js';
+import { callReads } from './calls.js';
 
 export type RegSet = number; // bitmask over r0..r10
 
@@ -16,7 +18,10 @@ export interface DefUse {
   def: RegSet;
 }
 
-export function defUse(insn: Insn): DefUse {
+/** What a bpf-to-bpf call reads (its callee's live-in arguments), when known. */
+export type CalleeReads = (insn: Insn) => RegSet | undefined;
+
+export function defUse(insn: Insn, callee?: CalleeReads): DefUse {
   let use = 0;
   let def = 0;
   switch (opClass(insn.code)) {
@@ -53,7 +58,7 @@ export function defUse(insn: Insn): DefUse {
     case CLASS.JMP32: {
       const op = jmpOp(insn.code);
       if (op === JMP.EXIT) use |= R0;
-      else if (op === JMP.CALL) { use |= ARGS; def |= R0 | ARGS; }
+      else if (op === JMP.CALL) { use |= callReads(insn, callee); def |= R0 | ARGS; }
       else if (op !== JMP.JA) {
         use |= bit(insn.dst);
         if (srcBit(insn.code) === SRC_X) use |= bit(insn.src);

@@ -26,6 +26,8 @@ export type Verdict =
 
 export interface DecideOptions {
   timeoutMs: number;
+  /** Z3 resource limit (deterministic, unlike the timeout); undefined: none. */
+  rlimit?: number;
   randomTests: number;
   fastPaths: boolean;
   seed: number;
@@ -95,7 +97,9 @@ export function randomEnv(seed: number, hints: bigint[] = [], fixed?: FixedArr, 
   const sample = (name: string, w: number): bigint => {
     if (name.startsWith('base:')) {
       if (!regionIds.has(name)) regionIds.set(name, regionIds.size + 1);
-      return BASE_LO + (BigInt(regionIds.get(name)!) << 33n);
+      // page-aligned, with non-zero low 32 bits (a base with zero low bits makes `(u32)data_end`
+      // look like the packet length, and random tests miss differences that hinge on it)
+      return BASE_LO + (BigInt(regionIds.get(name)!) << 33n) + (BigInt(1 + int(0xfffff)) << 12n);
     }
     if (name === 'pkt_len') return BigInt([0, 1, 14, 20, 34, 42, 54, 64, 100, int(128), int(1600)][int(11)]!);
     if (name.startsWith('off:') || name.startsWith('idx:')) return BigInt(int(64));
@@ -163,7 +167,7 @@ export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
   }
   const formula = T.band(...q.assume, q.diff);
   if (formula === T.F) return { equivalent: true, via: 'syntactic' };
-  const r = await solve(formula, o.timeoutMs);
+  const r = await solve(formula, o.timeoutMs, o.rlimit);
   if (r.result === 'unsat') return { equivalent: true, via: 'solver' };
   if (r.result === 'unknown') return { equivalent: null, reason: `solver: ${r.reason || 'unknown'}` };
   const env = new Env(() => 0n, () => 0n);

@@ -9,183 +9,20 @@
 // and a pointer is never 0. With memory-type concretization each access goes to its region's own
 // byte array; without it all regions live in one flat array indexed by address, and the solver
 // reasons about aliasing from the bases' disjointness.
-import { ALU, ATOMIC, CLASS, JMP, LD_IMM64, MODE, SRC_X, aluOp, imm64, jmpOp, memMode, opClass, sizeBytes, srcBit } from '../isa/index.js';
+import { CLASS, JMP, LD_IMM64, MODE, SRC_X, aluOp, imm64, jmpOp, memMode, opClass, sizeBytes, srcBit } from '../isa/index.js';
 import type { IrInsn } from '../ir/types.js';
-import { Terms, mask, show, type Term } from './term.js';
+import { Terms, mask, type Term } from './term.js';
 import { ctxLayout, type CtxLayout } from './ctxmodel.js';
-import { HELPERS, helperName, type MemArg } from './helpers.js';
+import { helperName } from './helpers.js';
+import {
+  BASE_HI, BASE_LO, FALLTHROUGH, MAP_TYPE, MAX_PKT, NeedFlat, State, Unsupported, before, mergeable, placeKey,
+  type CodeEnv, type MachineOptions, type MapInfo, type Mem, type PathEnd, type Region, type WorkItem,
+} from './machine-types.js';
+import { skbDerivedFields } from './machine-skb.js';
+import { alu, atomic } from './machine-alu.js';
+import { call, fork } from './machine-helpers.js';
 
-/** The query cannot be encoded (unsupported instruction/helper, path explosion, …): never "equal". */
-export class Unsupported extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'Unsupported';
-  }
-}
-
-class NotAMap extends Error {}
-
-/** An access through a pointer of unknown region: retry the query with the flat memory model. */
-export class NeedFlat extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'NeedFlat';
-  }
-}
-
-export interface MachineOptions {
-  /** Memory-type concretization: one array per region instead of one flat memory. */
-  memTypes: boolean;
-  /** Map-type concretization: array maps' lookups resolved by index (no presence variable). */
-  mapTypes: boolean;
-  /** Offset concretization: constant-offset accesses as plain bytes (no array terms). */
-  offsets: boolean;
-  maxPaths: number;
-  /** Per path (bounds loop unrolling). */
-  maxSteps: number;
-  /** Merge states at join points (default true). */
-  merge?: boolean;
-  /** performance.now() after which symbolic execution gives up (answer null): bounds the encoding's time. */
-  deadline?: number;
-}
-
-interface WorkItem {
-  st: State;
-  sec: string;
-  idx: number;
-}
-
-/** Scheduling order: callee before the rest of its caller, lower instruction first. */
-function before(a: WorkItem, b: WorkItem): boolean {
-  const pa = [a.st.back, ...a.st.frames.map((f) => f.ret - 1), a.idx];
-  const pb = [b.st.back, ...b.st.frames.map((f) => f.ret - 1), b.idx];
-  for (let i = 0; i < Math.min(pa.length, pb.length); i++) if (pa[i] !== pb[i]) return pa[i]! < pb[i]!;
-  return pa.length > pb.length;
-}
-
-const placeKey = (w: WorkItem): string => `${w.st.back}#${w.st.frames.map((f) => `${f.section}:${f.ret}`).join('/')}|${w.sec}:${w.idx}`;
-
-function mergeable(a: State, b: State): boolean {
-  if (a.effects.length !== b.effects.length) return false;
-  for (let k = 0; k < a.effects.length; k++) if (a.effects[k]!.length !== b.effects[k]!.length) return false;
-  if (a.sources.size !== b.sources.size) return false;
-  for (const [h, n] of a.sources) if (b.sources.get(h) !== n) return false;
-  return true;
-}
-
-export const MAP_TYPE = { HASH: 1, ARRAY: 2, PERCPU_HASH: 5, PERCPU_ARRAY: 6, LRU_HASH: 9, LRU_PERCPU_HASH: 10, LPM_TRIE: 11 } as const;
-
-/** A map (or a global data section seen as a one-element array map, like the interpreter does). */
-export interface MapInfo {
-  name: string;
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  readonly: boolean;
-  /** Global data section (accessed through ld_imm64 pointers). */
-  data: boolean;
-}
-
-export type RelocTarget = { kind: 'map'; map: number } | { kind: 'value'; map: number; offset: number } | { kind: 'error'; message: string };
-
-/** Code the machine runs: sections by name (a window is one section), maps, the program type. */
-export interface CodeEnv {
-  sections: Map<string, IrInsn[]>;
-  maps: MapInfo[];
-  resolveReloc: (insn: IrInsn, section: string) => RelocTarget;
-  progType: string;
-  /** Whole program: uninitialised registers read 0, stack starts uninitialised, `exit` ends the run. */
-  whole: boolean;
-}
-
-type RegionKind = 'stack' | 'ctx' | 'pkt' | 'mapval' | 'hashval' | 'opaque';
-
-export interface Region {
-  kind: RegionKind;
-  mem: string; // memory id (per region kind/map)
-  base: Term;
-  /** Valid offsets [lo, hi) for fault checks; hi null = unknown (no check); 'len' = packet length. */
-  lo: bigint;
-  hi: bigint | 'len' | null;
-  writable: boolean;
-  map?: MapInfo;
-  key?: Term; // hash value: the key
-  depth?: number; // stack frame depth
-}
-
-/** Per-path state of one memory. */
-interface Mem {
-  arr: Term; // array (index → byte) with all writes not in `bytes`
-  bytes: Map<bigint, Term> | null; // constant-index writes on top of `arr` (null: array mode)
-  init: Map<bigint, Term> | null; // stack: offset → condition under which it was written (reads of unwritten bytes fault)
-  iw: number;
-}
-
-export interface Frame {
-  section: string;
-  ret: number; // instruction to resume at
-  saved: Term[]; // r6..r10
-}
-
-export class State {
-  regs: Term[];
-  mems: Map<string, Mem>;
-  present: Map<string, Term>; // hash maps: key → BV1 presence arrays
-  pc: Term;
-  effects: Term[][];
-  sources: Map<number, number>;
-  frames: Frame[];
-  lenMin: bigint;
-  steps: number;
-  /** Backward jumps taken (loop iterations): states of different iterations are kept apart. */
-  back: number;
-  /** Instruction at which this state was split from a merged one (not to be merged again there). */
-  splitAt = -1;
-  constructor(regs: Term[], pc: Term) {
-    this.back = 0;
-    this.regs = regs;
-    this.mems = new Map();
-    this.present = new Map();
-    this.pc = pc;
-    this.effects = [];
-    this.sources = new Map();
-    this.frames = [];
-    this.lenMin = 0n;
-    this.steps = 0;
-  }
-  clone(): State {
-    const s = new State([...this.regs], this.pc);
-    for (const [k, m] of this.mems) s.mems.set(k, { arr: m.arr, bytes: m.bytes ? new Map(m.bytes) : null, init: m.init ? new Map(m.init) : null, iw: m.iw });
-    s.present = new Map(this.present);
-    s.effects = [...this.effects];
-    s.sources = new Map(this.sources);
-    s.frames = [...this.frames];
-    s.lenMin = this.lenMin;
-    s.steps = this.steps;
-    s.back = this.back;
-    return s;
-  }
-}
-
-export type EndKind = 'exit' | 'fault' | 'tail' | 'leave';
-
-export interface PathEnd {
-  pc: Term;
-  kind: EndKind;
-  label?: string; // leave: the label jumped to ('$next' when falling off the window's end)
-  state: State;
-  reason?: string;
-}
-
-export const FALLTHROUGH = '$next';
-
-// Kernel addresses: bases live in [BASE_LO, BASE_HI); offsets stay far below 2^39.
-const BASE_LO = (1n << 64n) - (1n << 48n);
-const BASE_HI = (1n << 64n) - (1n << 40n);
-export const MAX_PKT = 0xffffn;
-
-const ERR = (e: number): bigint => BigInt.asUintN(64, BigInt(-e));
+export * from './machine-types.js';
 
 /** The symbolic machine: shared by both programs of a query (same terms, same input variables). */
 export class Machine {
@@ -225,66 +62,13 @@ export class Machine {
       this.assumptions.push(T.neq(T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off)), T.bv(0n, 32)));
     }
     // whole programs only: windows keep these context bytes free (a superset of inputs, still sound)
-    if (this.ctx.name === '__sk_buff' && env.whole) this.skbDerivedFields(ctxByte);
+    if (this.ctx.name === '__sk_buff' && env.whole) skbDerivedFields(this, ctxByte);
     for (const m of env.maps) {
       if (m.data || this.arrayLike(m)) {
         this.addRegion({ kind: 'mapval', mem: `mv:${m.name}`, base: this.baseVar(`mv:${m.name}`), lo: 0n, hi: BigInt(m.maxEntries * m.valueSize), writable: !m.readonly, map: m });
       }
       this.mapByVar.set(T.var(`map:${m.name}`, 64).id, m);
     }
-  }
-
-  /**
-   * __sk_buff fields the test run derives from the frame (src/interp/ctx.ts): protocol, packet
-   * type, family and the socket addresses. For tc the frame is the packet; for socket filters,
-   * cgroup and lwt programs the packet starts at the network header and the Ethernet header is
-   * known only through protocol and packet type.
-   */
-  private skbDerivedFields(ctxByte: (off: number) => Term): void {
-    const T = this.T;
-    const l2 = this.env.progType === 'sched_cls' || this.env.progType === 'sched_act';
-    const pktByte = (off: number): Term =>
-      this.flat ? T.select(T.avar('mem:flat', 64, 8), T.add(this.baseVar('pkt'), T.bv(off, 64))) : T.select(T.avar('mem:pkt', 64, 8), T.bv(off, 64));
-    const u32 = (off: number): Term => T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off));
-    const z8 = T.bv(0n, 8);
-    const lenAtLeast = (n: number): Term => T.ule(T.bv(BigInt(n), 64), this.pktLen);
-    const A = this.assumptions;
-    // protocol: the Ethernet type as stored big-endian (bytes 16, 17), upper half zero
-    A.push(T.eq(ctxByte(18), z8), T.eq(ctxByte(19), z8));
-    let proto: Term; // 16-bit value, host order
-    let frameOff: number; // frame offset → packet offset
-    if (l2) {
-      frameOff = 0;
-      const eth = T.concat(pktByte(12), pktByte(13));
-      const big = T.ule(T.bv(0x600n, 16), eth);
-      const raw = T.ite(T.band(lenAtLeast(16), T.eq(pktByte(14), T.bv(0xffn, 8)), T.eq(pktByte(15), T.bv(0xffn, 8))), T.bv(1n, 16), T.bv(4n, 16));
-      proto = T.ite(big, eth, raw);
-      A.push(T.implies(lenAtLeast(14), T.eq(T.concat(ctxByte(16), ctxByte(17)), proto)));
-      // packet type from the destination MAC
-      const dst = [0, 1, 2, 3, 4, 5].map(pktByte);
-      const zero = T.band(...dst.map((b) => T.eq(b, z8)));
-      const bcast = T.band(...dst.map((b) => T.eq(b, T.bv(0xffn, 8))));
-      const group = T.eq(T.extract(0, 0, dst[0]!), T.bv(1n, 1));
-      const type = T.ite(zero, T.bv(0n, 32), T.ite(group, T.ite(bcast, T.bv(1n, 32), T.bv(2n, 32)), T.bv(3n, 32)));
-      A.push(T.implies(lenAtLeast(14), T.eq(u32(4), type)));
-    } else {
-      frameOff = -14;
-      proto = T.concat(ctxByte(16), ctxByte(17));
-      A.push(T.ule(u32(4), T.bv(3n, 32)));
-      // below 0x600 the test run only produces ETH_P_802_2 (4) or ETH_P_802_3 (1, an 0xffff payload start)
-      const ff = T.band(lenAtLeast(2), T.eq(pktByte(0), T.bv(0xffn, 8)), T.eq(pktByte(1), T.bv(0xffn, 8)));
-      A.push(T.bor(T.ule(T.bv(0x600n, 16), proto), T.band(T.eq(proto, T.bv(4n, 16)), T.bnot(ff)), T.band(T.eq(proto, T.bv(1n, 16)), ff)));
-    }
-    const v4 = T.eq(proto, T.bv(0x0800n, 16)), v6 = T.eq(proto, T.bv(0x86ddn, 16));
-    A.push(T.eq(u32(88), T.ite(v4, T.bv(2n, 32), T.ite(v6, T.bv(10n, 32), T.bv(0n, 32)))));
-    const frameLen = (n: number): Term => lenAtLeast(n + frameOff);
-    const copy = (ctxOff: number, frameFrom: number, n: number, when: Term): void => {
-      for (let i = 0; i < n; i++) A.push(T.eq(ctxByte(ctxOff + i), T.ite(when, pktByte(frameFrom + frameOff + i), z8)));
-    };
-    copy(92, 30, 4, T.band(v4, frameLen(34)));
-    copy(96, 26, 4, T.band(v4, frameLen(34)));
-    copy(100, 38, 16, T.band(v6, frameLen(54)));
-    copy(116, 22, 16, T.band(v6, frameLen(54)));
   }
 
   /** For random inputs: the value of a context byte the model fixes (see CtxLayout.fixed). */
@@ -301,7 +85,7 @@ export class Machine {
   }
 
   // ---------------------------------------------------------------- regions
-  private baseVar(name: string): Term {
+  baseVar(name: string): Term {
     const b = this.T.var(`base:${name}`, 64);
     return b;
   }
@@ -534,7 +318,7 @@ export class Machine {
   }
 
   /** Splits off a fault path when `cond` may hold; false when the path certainly faults. */
-  private guard(st: State, cond: Term, ends: PathEnd[], reason: string): boolean {
+  guard(st: State, cond: Term, ends: PathEnd[], reason: string): boolean {
     const T = this.T;
     if (cond === T.F) return true;
     if (cond === T.T) {
@@ -545,7 +329,7 @@ export class Machine {
     st.pc = T.band(st.pc, T.bnot(cond));
     return true;
   }
-  private endPath(st: State, cond: Term, ends: PathEnd[], reason: string): void {
+  endPath(st: State, cond: Term, ends: PathEnd[], reason: string): void {
     ends.push({ pc: this.T.band(st.pc, cond), kind: 'fault', state: st, reason });
   }
 
@@ -701,7 +485,7 @@ export class Machine {
       const insn = insns[idx]!;
       const cls = opClass(insn.code);
       if (cls === CLASS.ALU || cls === CLASS.ALU64) {
-        this.alu(st, insn);
+        alu(this, st, insn);
         idx++;
         continue;
       }
@@ -738,7 +522,7 @@ export class Machine {
           }
           if (insn.src !== 0) throw new Unsupported('kfunc calls are not modelled');
           if (this.splitPointers(st, [1, 2, 3, 4, 5], sec, idx, work)) return;
-          const next = this.call(st, insn.imm, ends);
+          const next = call(this, st, insn.imm, ends);
           if (!next || next.length === 0) return;
           if (next.length > 1) {
             for (const s of next) work.push({ st: s, sec, idx: idx + 1 });
@@ -851,7 +635,7 @@ export class Machine {
         const addr = T.add(st.regs[insn.dst]!, T.bv(BigInt(insn.off), 64));
         if (cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC) {
           if (this.isCtx(addr)) return this.endPath(st, T.T, ends, 'atomic operation on the context');
-          if (!this.atomic(st, insn, addr, n, ends)) return;
+          if (!atomic(this, st, insn, addr, n, ends)) return;
           idx++;
           continue;
         }
@@ -881,7 +665,7 @@ export class Machine {
       const pointerish = (t: Term): boolean => this.resolve(t) !== null || this.mapOfPointer(t) !== null || t.op === 'ite';
       if (!pointerish(x) && !pointerish(y)) continue;
       const subst = (b: Term): Term => (v === it ? b : T.add(...v.a.map((z) => (z === it ? b : z))));
-      const [yes, no] = this.fork(st, c);
+      const [yes, no] = fork(this, st, c);
       if (yes) {
         yes.regs[r] = subst(x);
         yes.splitAt = idx;
@@ -910,7 +694,7 @@ export class Machine {
     return T.bv(imm64(insn), 64);
   }
 
-  private isCtx(addr: Term): boolean {
+  isCtx(addr: Term): boolean {
     return this.resolve(addr)?.region.kind === 'ctx';
   }
 
@@ -1012,356 +796,6 @@ export class Machine {
     void T;
   }
 
-  // ---------------------------------------------------------------- ALU
-  private alu(st: State, insn: IrInsn): void {
-    const T = this.T;
-    const is64 = opClass(insn.code) === CLASS.ALU64;
-    const op = aluOp(insn.code);
-    const x = srcBit(insn.code) === SRC_X;
-    const d = st.regs[insn.dst]!;
-    if (op === ALU.END) {
-      const w = insn.imm;
-      const low = T.extract(w - 1, 0, d);
-      if (!is64 && !x) {
-        st.regs[insn.dst] = T.zext(low, 64 - w); // to little endian on a little-endian host: truncate
-      } else {
-        const bytes: Term[] = [];
-        for (let i = 0; i < w / 8; i++) bytes.push(T.extract(8 * i + 7, 8 * i, low));
-        st.regs[insn.dst] = T.zext(T.concat(...bytes), 64 - w);
-      }
-      return;
-    }
-    const w = is64 ? 64 : 32;
-    let bsrc: Term;
-    if (x) bsrc = st.regs[insn.src]!;
-    else bsrc = T.bv(BigInt(insn.imm), 64); // sign-extended immediate
-    if (op === ALU.MOV) {
-      let r: Term;
-      if (x && insn.off !== 0) r = T.sext(T.extract(insn.off - 1, 0, bsrc), w - insn.off);
-      else r = T.resize(bsrc, w);
-      st.regs[insn.dst] = T.resize(r, 64);
-      return;
-    }
-    const a = T.resize(d, w);
-    const b = T.resize(bsrc, w);
-    const zero = T.bv(0n, w);
-    let r: Term;
-    switch (op) {
-      case ALU.ADD: r = T.add(a, b); break;
-      case ALU.SUB: r = T.sub(a, b); break;
-      case ALU.MUL: r = T.mul(a, b); break;
-      case ALU.DIV:
-        r = T.ite(T.eq(b, zero), zero, insn.off === 1 ? T.sdiv(a, b) : T.udiv(a, b));
-        break;
-      case ALU.MOD:
-        r = insn.off === 1 ? T.srem(a, b) : T.urem(a, b); // x % 0 = x in both
-        break;
-      case ALU.OR: r = T.or(a, b); break;
-      case ALU.AND: r = T.and(a, b); break;
-      case ALU.XOR: r = T.xor(a, b); break;
-      case ALU.LSH: r = T.shl(a, T.and(b, T.bv(w - 1, w))); break;
-      case ALU.RSH: r = T.lshr(a, T.and(b, T.bv(w - 1, w))); break;
-      case ALU.ARSH: r = T.ashr(a, T.and(b, T.bv(w - 1, w))); break;
-      case ALU.NEG: r = T.neg(a); break;
-      default:
-        throw new Unsupported(`ALU operation 0x${op.toString(16)}`);
-    }
-    st.regs[insn.dst] = T.resize(r, 64);
-  }
-
-  private atomic(st: State, insn: IrInsn, addr: Term, n: number, ends: PathEnd[]): boolean {
-    const T = this.T;
-    const w = 8 * n;
-    const old = this.load(st, addr, n, ends, 'atomic access');
-    if (old === null) return false;
-    const srcv = T.resize(st.regs[insn.src]!, w);
-    const imm = insn.imm;
-    let nv: Term;
-    switch (imm & ~ATOMIC.FETCH) {
-      case ATOMIC.ADD: nv = T.add(old, srcv); break;
-      case ATOMIC.OR: nv = T.or(old, srcv); break;
-      case ATOMIC.AND: nv = T.and(old, srcv); break;
-      case ATOMIC.XOR: nv = T.xor(old, srcv); break;
-      case ATOMIC.XCHG & ~ATOMIC.FETCH: nv = srcv; break;
-      case ATOMIC.CMPXCHG & ~ATOMIC.FETCH: {
-        const eq = T.eq(T.resize(st.regs[0]!, w), old);
-        nv = T.ite(eq, srcv, old);
-        if (!this.store(st, addr, n, nv, ends)) return false;
-        st.regs[0] = T.resize(old, 64);
-        return true;
-      }
-      default:
-        throw new Unsupported(`atomic operation 0x${(imm >>> 0).toString(16)}`);
-    }
-    if (!this.store(st, addr, n, nv, ends)) return false;
-    if (imm & ATOMIC.FETCH) st.regs[insn.src] = T.resize(old, 64);
-    return true;
-  }
-
-  // ---------------------------------------------------------------- helpers
-  /** Executes a helper call; returns the continuing states (first = `st`), or null if none. */
-  private call(st0: State, id: number, ends: PathEnd[], nulChecked = false): State[] | null {
-    let st = st0;
-    const T = this.T;
-    const spec = HELPERS[id];
-    if (!spec) throw new Unsupported(`helper ${id} is not modelled`);
-    const regs = st.regs;
-    void regs;
-    switch (spec.kind) {
-      case 'source': {
-        const n = st.sources.get(id) ?? 0;
-        st.sources.set(id, n + 1);
-        const v = T.var(`h${id}#${n}`, spec.retBits ?? 64);
-        regs[0] = T.resize(v, 64);
-        return [st];
-      }
-      case 'lookup':
-      case 'update':
-      case 'delete':
-        try {
-          return spec.kind === 'lookup' ? this.mapLookup(st, ends) : spec.kind === 'update' ? this.mapUpdate(st, ends) : this.mapDelete(st, ends);
-        } catch (e) {
-          if (!(e instanceof NotAMap)) throw e;
-          this.endPath(st, T.T, ends, e.message);
-          return null;
-        }
-      case 'tail_call': {
-        const k = st.effects.length;
-        st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
-        const taken = T.var(`tail#${k}`, 0);
-        const t = st.clone();
-        t.pc = T.band(st.pc, taken);
-        ends.push({ pc: t.pc, kind: 'tail', state: t });
-        st.pc = T.band(st.pc, T.bnot(taken));
-        regs[0] = T.var(`ret#${k}`, 64);
-        return [st];
-      }
-      case 'effect': {
-        const k = st.effects.length;
-        const rec: Term[] = [T.bv(BigInt(id), 64)];
-        for (let i = 1; i <= spec.args; i++) rec.push(regs[i]!);
-        for (const r of spec.reads ?? []) {
-          const size = this.memArgSize(st, r, spec.name);
-          if (size === 0) {
-            if (id === 6) {
-              // trace_printk with an empty format: -EINVAL, nothing printed
-              st.regs[0] = T.bv(ERR(22), 64);
-              return [st];
-            }
-            continue;
-          }
-          const bytes = this.helperLoad(st, regs[r.ptr]!, size, ends, `${spec.name} read`);
-          if (bytes === null) return null;
-          const bs: Term[] = [];
-          for (let i = 0; i < size; i++) bs.push(T.extract(8 * i + 7, 8 * i, bytes));
-          if (id === 6 && !nulChecked) {
-            // a format without a NUL is refused (-EINVAL) and prints nothing
-            const [ok, bad] = this.fork(st, T.bor(...bs.map((b) => T.eq(b, T.bv(0n, 8)))));
-            if (bad) bad.regs[0] = T.bv(ERR(22), 64);
-            if (!ok) return bad ? [bad] : null;
-            st = ok;
-            if (bad) {
-              const rest = this.call(st, id, ends, true);
-              return rest ? [...rest, bad] : [bad];
-            }
-          }
-          for (const b of bs) rec.push(T.zext(b, 56));
-        }
-        const pw = spec.packetWrite;
-        let pwBytes: Term | null = null;
-        if (pw) {
-          // the bytes being replaced are part of the call's identity (the result depends on them)
-          const size = this.memArgSize(st, { ptr: pw.off, size: pw.size }, spec.name);
-          const at = T.add(this.baseVar('pkt'), T.resize(T.extract(31, 0, regs[pw.off]!), 64));
-          const inside = T.band(T.ule(T.bv(BigInt(size), 64), this.pktLen), T.ule(T.resize(T.extract(31, 0, regs[pw.off]!), 64), T.sub(this.pktLen, T.bv(BigInt(size), 64))));
-          const [yes, no] = this.fork(st, inside);
-          if (no) ends.push({ pc: no.pc, kind: 'fault', state: no, reason: `${spec.name} beyond the packet` });
-          if (!yes) return null;
-          st = yes;
-          const old = this.load(st, at, size, ends, `${spec.name} packet read`);
-          if (old === null) return null;
-          for (let i = 0; i < size; i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, old), 56));
-          if (pw.copyFrom !== undefined) pwBytes = this.load(st, st.regs[pw.copyFrom]!, size, ends, `${spec.name} read`);
-          else {
-            const fresh: Term[] = [];
-            for (let i = size - 1; i >= 0; i--) fresh.push(T.var(`out#${k}.${i}`, 8));
-            pwBytes = T.concat(...fresh);
-          }
-          if (pwBytes === null) return null;
-          if (!this.store(st, at, size, pwBytes, ends)) return null;
-        }
-        st.effects = [...st.effects, rec];
-        for (const wr of spec.writes ?? []) {
-          const size = this.memArgSize(st, wr, spec.name);
-          if (size > 0 && this.isCtx(regs[wr.ptr]!)) {
-            this.endPath(st, T.T, ends, 'helper writes context memory');
-            return null;
-          }
-          for (let i = 0; i < size; i++) {
-            if (!this.store(st, T.add(regs[wr.ptr]!, T.bv(i, 64)), 1, T.var(`out#${k}.${i}`, 8), ends)) return null;
-          }
-        }
-        st.regs[0] = T.var(`ret#${k}`, 64);
-        return [st];
-      }
-      case 'ringbuf_reserve': {
-        const k = st.effects.length;
-        const size = regs[2]!;
-        if (size.op !== 'const' || size.v > 1n << 20n) throw new Unsupported('ringbuf_reserve with a variable size');
-        st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
-        const [yes, no] = this.fork(st, T.var(`rbok#${k}`, 0));
-        if (yes) yes.regs[0] = this.opaqueRegion(`rb#${k}`, Number(size.v)).base;
-        if (no) no.regs[0] = T.bv(0n, 64);
-        return [yes, no].filter((x): x is State => x !== null);
-      }
-      case 'ringbuf_finish': {
-        const r = this.resolve(regs[1]!);
-        if (!r || r.region.kind !== 'opaque' || !r.region.mem.startsWith('w:rb#') || r.off !== T.bv(0n, 64)) {
-          throw new Unsupported(`${spec.name} of a pointer that is not a reserved sample ${process.env.K2_SMT_DEBUG ? show(regs[1]!) : ""}`);
-        }
-        const rec: Term[] = [T.bv(BigInt(id), 64), regs[2]!];
-        if (id === 132) {
-          const data = this.load(st, regs[1]!, Number(r.region.hi), ends, 'ringbuf sample read');
-          if (data === null) return null;
-          for (let i = 0; i < Number(r.region.hi); i++) rec.push(T.zext(T.extract(8 * i + 7, 8 * i, data), 56));
-        }
-        st.effects = [...st.effects, rec];
-        regs[0] = T.bv(0n, 64);
-        return [st];
-      }
-    }
-  }
-
-  /** Memory a helper reads: like a load, but the context is off limits (as in the interpreter). */
-  private helperLoad(st: State, addr: Term, n: number, ends: PathEnd[], what: string): Term | null {
-    if (this.isCtx(addr)) {
-      this.endPath(st, this.T.T, ends, 'helper reads context memory');
-      return null;
-    }
-    return this.load(st, addr, n, ends, what);
-  }
-
-  private memArgSize(st: State, a: MemArg, name: string): number {
-    if (typeof a.size === 'number') return a.size;
-    const s = st.regs[a.size.arg]!;
-    if (s.op !== 'const') throw new Unsupported(`${name} with a variable size`);
-    if (s.v > 4096n) throw new Unsupported(`${name} of ${s.v} bytes`);
-    return Number(s.v);
-  }
-
-  private mapArg(st: State, reg: number, what: string): MapInfo {
-    const m = this.mapOfPointer(st.regs[reg]!);
-    // like the interpreter (and the verifier): anything but a map pointer is a fault
-    if (!m) throw new NotAMap(`${what}: argument ${reg} is not a map`);
-    // LPM tries: a lookup is a consistent function of the key (values are then read-only, see store)
-    if (m.type === MAP_TYPE.LPM_TRIE && what === 'map_lookup_elem') return m;
-    if (m.type !== MAP_TYPE.HASH && m.type !== MAP_TYPE.ARRAY && m.type !== MAP_TYPE.PERCPU_ARRAY && m.type !== MAP_TYPE.PERCPU_HASH &&
-      m.type !== MAP_TYPE.LRU_HASH && m.type !== MAP_TYPE.LRU_PERCPU_HASH && !m.data) {
-      throw new Unsupported(`${what} on map ${m.name} of type ${m.type}`);
-    }
-    return m;
-  }
-
-  private presenceOf(st: State, m: MapInfo, keyW: number): Term {
-    return st.present.get(m.name) ?? this.T.avar(`present:${m.name}`, keyW, 1);
-  }
-
-  /** Forks on `cond`: returns [state where cond holds, state where it does not] (either may be null). */
-  private fork(st: State, cond: Term): [State | null, State | null] {
-    const T = this.T;
-    if (cond === T.T) return [st, null];
-    if (cond === T.F) return [null, st];
-    const yes = st.clone();
-    yes.pc = T.band(st.pc, cond);
-    st.pc = T.band(st.pc, T.bnot(cond));
-    return [yes, st];
-  }
-
-  private mapLookup(st: State, ends: PathEnd[]): State[] | null {
-    const T = this.T;
-    const m = this.mapArg(st, 1, 'map_lookup_elem');
-    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
-    if (key === null) return null;
-    if (this.arrayLike(m)) {
-      const i = T.resize(key, 64);
-      const [yes, no] = this.fork(st, T.ult(i, T.bv(BigInt(m.maxEntries), 64)));
-      if (yes) yes.regs[0] = T.add(this.regionOfMap(m).base, T.mul(i, T.bv(BigInt(m.valueSize), 64)));
-      if (no) no.regs[0] = T.bv(0n, 64);
-      return [yes, no].filter((s): s is State => s !== null);
-    }
-    const pres = T.select(this.presenceOf(st, m, key.w), key);
-    const [yes, no] = this.fork(st, T.eq(pres, T.bv(1n, 1)));
-    if (yes) yes.regs[0] = this.hashRegion(m, key).base;
-    if (no) no.regs[0] = T.bv(0n, 64);
-    return [yes, no].filter((s): s is State => s !== null);
-  }
-
-  private mapUpdate(st: State, ends: PathEnd[]): State[] | null {
-    const T = this.T;
-    const m = this.mapArg(st, 1, 'map_update_elem');
-    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
-    if (key === null) return null;
-    const val = this.helperLoad(st, st.regs[3]!, m.valueSize, ends, 'map value read');
-    if (val === null) return null;
-    const flags = st.regs[4]!;
-    const out: State[] = [];
-    const fail = (s: State | null, errno: number): State | null => {
-      if (s) {
-        s.regs[0] = T.bv(ERR(errno), 64);
-        out.push(s);
-      }
-      return null;
-    };
-    let [bad, rest] = this.fork(st, T.ult(T.bv(2n, 64), flags));
-    fail(bad, 22);
-    if (!rest) return out;
-    if (this.arrayLike(m)) {
-      const i = T.resize(key, 64);
-      let [big, ok] = this.fork(rest, T.ule(T.bv(BigInt(m.maxEntries), 64), i));
-      fail(big, 7);
-      if (!ok) return out;
-      let [noexist, go] = this.fork(ok, T.eq(flags, T.bv(1n, 64)));
-      fail(noexist, 17);
-      if (!go) return out;
-      const addr = T.add(this.regionOfMap(m).base, T.mul(i, T.bv(BigInt(m.valueSize), 64)));
-      if (!this.store(go, addr, m.valueSize, val, ends)) return out;
-      go.regs[0] = T.bv(0n, 64);
-      out.push(go);
-      return out;
-    }
-    const present = this.presenceOf(rest, m, key.w);
-    const exists = T.eq(T.select(present, key), T.bv(1n, 1));
-    let [e1, r1] = this.fork(rest, T.band(T.eq(flags, T.bv(1n, 64)), exists));
-    fail(e1, 17);
-    if (!r1) return out;
-    let [e2, go] = this.fork(r1, T.band(T.eq(flags, T.bv(2n, 64)), T.bnot(exists)));
-    fail(e2, 2);
-    if (!go) return out;
-    go.present.set(m.name, T.store(present, key, T.bv(1n, 1)));
-    if (!this.store(go, this.hashRegion(m, key).base, m.valueSize, val, ends)) return out;
-    go.regs[0] = T.bv(0n, 64);
-    out.push(go);
-    return out;
-  }
-
-  private mapDelete(st: State, ends: PathEnd[]): State[] | null {
-    const T = this.T;
-    const m = this.mapArg(st, 1, 'map_delete_elem');
-    const key = this.helperLoad(st, st.regs[2]!, m.keySize, ends, 'map key read');
-    if (key === null) return null;
-    if (this.arrayLike(m)) {
-      st.regs[0] = T.bv(ERR(22), 64);
-      return [st];
-    }
-    const present = this.presenceOf(st, m, key.w);
-    const [yes, no] = this.fork(st, T.eq(T.select(present, key), T.bv(1n, 1)));
-    if (yes) {
-      yes.present.set(m.name, T.store(present, key, T.bv(0n, 1)));
-      yes.regs[0] = T.bv(0n, 64);
-    }
-    if (no) no.regs[0] = T.bv(ERR(2), 64);
-    return [yes, no].filter((s): s is State => s !== null);
-  }
 }
 
 export { helperName, mask };

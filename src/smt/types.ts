@@ -56,6 +56,8 @@ export interface Speedups {
 export interface CheckOptions extends Speedups {
   /** Solver timeout per query in ms (default 5000; windows 2000). */
   timeoutMs?: number;
+  /** Z3 resource limit per query (deterministic: same answer under any load); default none. */
+  rlimit?: number;
   /** Random inputs tried before the solver (default 32; 0 disables). */
   randomTests?: number;
   /** Whole programs: generated packets (Ethernet/IP/TCP/UDP/…) tried before the solver (default 64). */

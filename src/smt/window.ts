@@ -173,7 +173,7 @@ export async function decideEncoded(enc: Encoded, opts: CheckOptions, timeoutMs:
     return { mem: `mem:mv:${d.name}`, base: `base:mv:${d.name}`, bytes };
   });
   const v = await decide({ T: enc.M.T, assume: enc.assume, diff: enc.diff, fixed: (n, i, e) => enc.M.fixedByte(n, i, e), packets, flat: enc.M.flat, initial }, {
-    timeoutMs, randomTests: opts.randomTests ?? 32, fastPaths: opts.fastPaths ?? true, seed: opts.seed ?? 1,
+    timeoutMs, randomTests: opts.randomTests ?? 32, fastPaths: opts.fastPaths ?? true, seed: opts.seed ?? 1, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}),
   });
   if (v.equivalent === true) return { equivalent: true, counterexample: null, ms: 0, via: v.via };
   if (v.equivalent === null) return { equivalent: null, counterexample: null, ms: 0, via: 'none', reason: v.reason };

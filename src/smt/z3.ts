@@ -16,10 +16,28 @@ export function z3(): Promise<Z3Handle> {
   if (!handle) {
     handle = (async () => {
       const api = await init();
+      // Start Z3's worker thread now, outside any query's deadline: a first query's deadline used
+      // to expire during the thread's start-up and interrupt it mid-answer.
+      const Z = api.Z3 as any; // eslint-disable-line @typescript-eslint/no-explicit-any
+      const cfg = Z.mk_config();
+      const c = Z.mk_context(cfg);
+      Z.del_config(cfg);
+      try {
+        const solver = Z.mk_solver(c);
+        Z.solver_inc_ref(c, solver);
+        await Z.solver_check(c, solver);
+      } finally {
+        Z.del_context(c);
+      }
       return { api };
     })();
   }
   return handle;
+}
+
+/** Starts Z3 (and its worker thread) now, so no time budget pays for it later. */
+export async function warmUpSolver(): Promise<void> {
+  await z3();
 }
 
 /** Stops Z3's worker threads so the process can exit (call once, at the very end). */
@@ -187,7 +205,7 @@ function build(Z: any, c: unknown, formula: Term): { ast: (t: Term) => Ast; leav
  * creates outlives it: the WASM heap is capped at 2 GB); the deadline is enforced by interrupting
  * the context from the main thread, since Z3's own timeout is not checked during preprocessing.
  */
-export async function solve(formula: Term, timeoutMs: number): Promise<SatResult> {
+export async function solve(formula: Term, timeoutMs: number, rlimit?: number): Promise<SatResult> {
   const { api } = await z3();
   const Z = api.Z3 as any;
   if (process.env.K2_SMT_DUMP) (await import('node:fs')).writeFileSync(process.env.K2_SMT_DUMP, toSmtLib(formula).script);
@@ -205,6 +223,8 @@ export async function solve(formula: Term, timeoutMs: number): Promise<SatResult
       const params = Z.mk_params(c);
       Z.params_inc_ref(c, params);
       Z.params_set_uint(c, params, Z.mk_string_symbol(c, 'timeout'), Math.max(1, Math.round(timeoutMs)));
+      // a resource limit answers "unknown" at the same point of the search whatever the machine's load
+      if (rlimit !== undefined) Z.params_set_uint(c, params, Z.mk_string_symbol(c, 'rlimit'), Math.max(1, Math.min(0xffffffff, Math.round(rlimit))));
       Z.solver_set_params(c, solver, params);
       Z.solver_assert(c, solver, ast(formula));
       let interrupted = false;
@@ -216,6 +236,8 @@ export async function solve(formula: Term, timeoutMs: number): Promise<SatResult
       const r = await Z.solver_check(c, solver);
       clearTimeout(timer);
       timer = null;
+      // an interrupted check's answer (and model) cannot be trusted
+      if (interrupted) return { result: 'unknown', reason: 'timeout' };
       if (r === -1) return { result: 'unsat' };
       if (r !== 1) return { result: 'unknown', reason: interrupted ? 'timeout' : String(Z.solver_get_reason_unknown(c, solver) || 'unknown') };
       const model = Z.solver_get_model(c, solver);

@@ -1,13 +1,27 @@
-// Cost of a candidate window (K2 §4): error on test cases (bits that differ in live-out registers,
-// bytes that differ on the stack) weighted far above its performance term (8-byte slots).
+// Cost of a candidate window (K2 §4, STOKE): error on test cases (bits that differ in live-out
+// registers, bytes that differ in live stack bytes or any other memory written, a different exit
+// label, faults) weighted far above its performance term (8-byte slots by default; the driver may
+// pass a latency table through `perf`).
 import { slotsOf, type Insn } from '../isa/index.js';
-import { cloneState, evalWindow, Fault, FP, outsideDifference, STACK_SIZE, type WinState } from './eval.js';
+import { cloneState, evalWindow, Fault, FP, outsideDifference, PROGRAM_EXIT, STACK_SIZE, type WinState } from './eval.js';
+import { evalFast, fastClone, toWords } from './fasteval.js';
+import { randomValue } from './inputs.js';
+import { latencyCost } from './latency.js';
 import type { Rng } from './rng.js';
 import type { Slot } from './moves.js';
 
 export interface TestCase {
   input: WinState;
   expected: WinState;
+  /** The registers of input and expected as 32-bit words (made on first use: the hot loop's form). */
+  words?: { input: Uint32Array; expected: Uint32Array };
+}
+
+/** What a candidate must reproduce: live registers after the window, and which stack bytes are read later. */
+export interface Observed {
+  liveOut: readonly number[];
+  /** Stack bytes (index = offset + 512) read after the window; null = every byte. */
+  stackLive: Uint8Array | null;
 }
 
 export const ERROR_WEIGHT = 16;
@@ -22,20 +36,18 @@ const popcount32 = (x: number): number => {
 const popcount = (v: bigint): number => (v === 0n ? 0 : popcount32(Number(v & 0xffffffffn)) + popcount32(Number(v >> 32n)));
 
 export const compact = (slots: readonly Slot[]): Insn[] => slots.filter((s): s is Insn => s !== null);
+/** Performance term: 8-byte slots (the size objective). */
 export const perfCost = (insns: readonly Insn[]): number => insns.reduce((n, i) => n + slotsOf(i), 0);
 
-/** Interesting 64-bit values for a live-in register. */
-function randomValue(rng: Rng): bigint {
-  switch (rng.int(6)) {
-    case 0: return BigInt(rng.int(256));
-    case 1: return BigInt.asUintN(64, BigInt(rng.int(65536) - 32768));
-    case 2: return rng.next64() & 0xffff_ffffn;
-    case 3: return 1n << BigInt(rng.int(64));
-    case 4: return BigInt.asUintN(64, -BigInt(rng.int(16)));
-    default: return rng.next64();
-  }
+export type Objective = 'size' | 'latency' | 'verifier';
+
+/** The performance term of an objective: slots, or latency from the driver's measured table (slots break ties). */
+export function objectiveCost(objective: Objective | undefined): (insns: readonly Insn[]) => number {
+  if (objective === 'latency') return (insns) => latencyCost(insns) + 1e-3 * perfCost(insns);
+  return perfCost;
 }
 
+/** A random state with nothing known (registers and stack only). */
 export function randomInput(rng: Rng): WinState {
   const regs = Array.from({ length: 11 }, () => randomValue(rng));
   regs[10] = FP;
@@ -57,26 +69,52 @@ export function makeTest(window: readonly Insn[], input: WinState): TestCase | n
   return { input, expected };
 }
 
-/** Bytes on which two stacks differ (compared a word at a time). */
-function stackDifference(a: Uint8Array, b: Uint8Array): number {
+/** Bytes on which two stacks differ among the live ones (compared a word at a time). */
+function stackDifference(a: Uint8Array, b: Uint8Array, live: Uint8Array | null): number {
   if (a === b) return 0;
   const wa = new Int32Array(a.buffer, a.byteOffset, STACK_SIZE / 4), wb = new Int32Array(b.buffer, b.byteOffset, STACK_SIZE / 4);
   let n = 0;
   for (let w = 0; w < wa.length; w++) {
     if (wa[w] === wb[w]) continue;
-    for (let i = 4 * w; i < 4 * w + 4; i++) if (a[i] !== b[i]) n++;
+    for (let i = 4 * w; i < 4 * w + 4; i++) if (a[i] !== b[i] && (!live || live[i])) n++;
   }
   return n;
 }
 
-/** Zero error on every test (stops at the first difference). */
-export const passesAll = (cand: readonly Insn[], tests: readonly TestCase[], liveOut: readonly number[]): boolean =>
-  errorOn(cand, tests, liveOut, true) === 0;
+const asObserved = (o: Observed | readonly number[]): Observed => ('liveOut' in o ? o : { liveOut: o, stackLive: null });
 
-export function errorOn(cand: readonly Insn[], tests: readonly TestCase[], liveOut: readonly number[], stopEarly = false): number {
+/** Zero error on every test (stops at the first difference). */
+export const passesAll = (cand: readonly Insn[], tests: readonly TestCase[], obs: Observed | readonly number[]): boolean =>
+  errorOn(cand, tests, obs, true) === 0;
+
+export function errorOn(cand: readonly Insn[], tests: readonly TestCase[], obs0: Observed | readonly number[], stopEarly = false): number {
+  const obs = asObserved(obs0);
   let err = 0;
   for (const t of tests) {
     if (stopEarly && err > 0) return err;
+    const w = (t.words ??= { input: toWords(t.input.regs), expected: toWords(t.expected.regs) });
+    const got = fastClone(t.input, w.input);
+    try {
+      evalFast(cand, got);
+    } catch (e) {
+      if (e instanceof Fault) { err += FAULT_ERROR; continue; }
+      throw e;
+    }
+    if (got.left !== t.expected.left) { err += FAULT_ERROR; continue; }
+    const gr = got.r, er = w.expected;
+    // the program ended (ld_abs out of the packet): only r0 and memory matter
+    for (const r of got.left === PROGRAM_EXIT ? [0] : obs.liveOut) err += popcount32(gr[2 * r]! ^ er[2 * r]!) + popcount32(gr[2 * r + 1]! ^ er[2 * r + 1]!);
+    if (got.wroteStack || t.expected.wroteStack) err += 8 * stackDifference(got.stack, t.expected.stack, obs.stackLive);
+    err += 8 * outsideDifference(got as unknown as WinState, t.expected);
+  }
+  return err;
+}
+
+/** errorOn with the reference evaluator (BigInt registers): the fast one's cross-check. */
+export function errorOnSlow(cand: readonly Insn[], tests: readonly TestCase[], obs0: Observed | readonly number[]): number {
+  const obs = asObserved(obs0);
+  let err = 0;
+  for (const t of tests) {
     const got = cloneState(t.input);
     try {
       evalWindow(cand, got);
@@ -84,8 +122,9 @@ export function errorOn(cand: readonly Insn[], tests: readonly TestCase[], liveO
       if (e instanceof Fault) { err += FAULT_ERROR; continue; }
       throw e;
     }
-    for (const r of liveOut) err += popcount(got.regs[r]! ^ t.expected.regs[r]!);
-    if (got.wroteStack || t.expected.wroteStack) err += 8 * stackDifference(got.stack, t.expected.stack);
+    if (got.left !== t.expected.left) { err += FAULT_ERROR; continue; }
+    for (const r of got.left === PROGRAM_EXIT ? [0] : obs.liveOut) err += popcount(got.regs[r]! ^ t.expected.regs[r]!);
+    if (got.wroteStack || t.expected.wroteStack) err += 8 * stackDifference(got.stack, t.expected.stack, obs.stackLive);
     err += 8 * outsideDifference(got, t.expected);
   }
   return err;

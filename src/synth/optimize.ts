@@ -1,18 +1,30 @@
-// Window-by-window superoptimization of one code section: for each straight-line window, search
-// for a cheaper rewrite (deletions, then MCMC), prove it equivalent with the SMT checker under the
-// registers live after the window, and keep it only if `gate` (the safety model) accepts the
-// program with it. Counterexamples become test cases for the next search round (CEGIS).
-import type { Insn } from '../isa/index.js';
-import { CLASS, LD_IMM64, MODE, SIZE, opClass, slotsOf } from '../isa/index.js';
-import { liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn } from '../analysis/index.js';
-import { replaceWindow, type BpfObject, type CodeSection, type IrInsn } from '../ir/index.js';
-import { checkWindow, checkPrograms, type Counterexample, type WindowPre } from '../smt/index.js';
+// Superoptimization of one code section, in passes, each rewrite proven equivalent by the SMT
+// checker and kept only if `gate` (the safety model) accepts the program with it:
+//   1. stores of known constants become store-immediates;
+//   2. identical block tails are merged (proven by control-flow pairing);
+//   3. dead stack stores go (byte-level stack liveness over the CFG);
+//   4. windows (up to 8 instructions, memory included, optionally ending in a conditional jump)
+//      get the enumerated rewrites; whole blocks' byte copies are rebuilt with wider accesses;
+//   5. Markov-chain search over windows of 2-4 (and 5-6) instructions with the rest of the budget;
+//   6. tail merging again.
+// Window preconditions come from the safety model's abstract states (pointer kinds, regions,
+// ranges, bounds) and constant propagation; postconditions from precise register liveness (calls
+// read only their arguments) and stack-byte liveness. Every accepted rewrite is recorded as a step
+// with a snapshot of the section, so a later gate can keep any proven prefix.
+import { ALU, CLASS, JMP, LD_IMM64, MODE, SIZE, SRC_X, jmpOp, opClass, slotsOf, type Insn } from '../isa/index.js';
+import {
+  liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
+  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, type CalleeReads,
+} from '../analysis/index.js';
+import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
+import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
 import { programCode } from '../ir/index.js';
 import { applyTailMerge, findTailMerge, invertBranchesOverGotos } from './tailmerge.js';
-import { makeTest, perfCost, randomInput, type TestCase } from './cost.js';
-import { STACK_SIZE, cloneState } from './eval.js';
-import { Rng } from './rng.js';
-import { searchWindow, loadBases, DEFAULT_SEARCH, type SearchOptions } from './search.js';
+import { objectiveCost, perfCost } from './cost.js';
+import { DEFAULT_SEARCH, type SearchOptions } from './search.js';
+import { loadBases } from './fastpaths.js';
+import { sectionPres } from './facts.js';
+import { insnKey, solveWindow, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
 
 export interface SynthOptions {
   windowSizes: number[]; // tried largest first
@@ -21,10 +33,29 @@ export interface SynthOptions {
   timeoutMs: number; // per SMT query
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
-  memoryWindowSizes?: number[]; // larger windows, searched only for load merges (default [8, 7, 6, 5])
+  memoryWindowSizes?: number[]; // larger windows, searched only for memory rewrites (default [8, 7, 6, 5])
+  chainWindowSizes?: number[]; // windows the Markov chains search (default 6, 5 and windowSizes of 2-4; none without windowSizes)
   constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
   tailMerge?: boolean; // merge identical tails of blocks (default on); each merge proven on whole programs
+  deadStores?: boolean; // delete stack stores no path reads (default on)
+  redundantLoads?: boolean; // delete loads whose register already holds the value on every path (default on)
+  copyRuns?: boolean; // rebuild blocks' byte copies with wider accesses (default on)
+  safetyFacts?: boolean; // preconditions from the safety model's states (default on)
+  cache?: RewriteCache; // proven rewrites by canonical window (the driver's)
+  objective?: 'size' | 'latency' | 'verifier'; // the search's performance term (verifier: slots; the driver's gate watches verifier work)
+  onStep?: (step: RewriteStep) => void; // each accepted rewrite as it happens (then `steps` stays empty)
+  budgetClock?: 'wall' | 'cpu'; // what budgetMs measures: elapsed time (default) or this process's CPU time (reproducible on a shared machine)
+  rlimit?: number; // Z3 resource limit per query next to timeoutMs (deterministic under load; default none)
+  batch?: number; // windows solved together (default 1: one at a time); fixed, so results do not depend on who solves them
+  /** Solves a batch of window jobs (e.g. over worker threads); default: solveWindow here, in order. */
+  solveBatch?: (jobs: WindowJob[], seeds: number[]) => Promise<WindowOutcome[]>;
 }
+
+/** CPU time of this process (all threads, Z3's included), in ms. */
+const cpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
 
 export const DEFAULT_SYNTH: SynthOptions = { windowSizes: [4, 3, 2, 1], tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, budgetMs: 20000, cegisRounds: 3 };
 
@@ -37,19 +68,35 @@ export interface SectionStats {
   gateRejected: number;
   rewrites: number;
   smtMs: number[];
+  /** Markov-chain proposals over all windows. */
+  searchProposals?: number;
 }
 
-const isControl = (i: IrInsn): boolean => {
-  const c = opClass(i.code);
-  return c === CLASS.JMP || c === CLASS.JMP32;
-};
+/** One accepted rewrite: the section after it (each step proven against the section before it). */
+export interface RewriteStep {
+  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'window' | 'copy-run';
+  start: number;
+  end: number;
+  saved: number;
+  proof: 'smt' | 'bisim' | 'program';
+  after: CodeSection;
+}
 
-/** Can insns[start, end) be rewritten as a unit? Straight-line, no inner labels, nothing pinned. */
+const emptyStats = (): SectionStats => ({ windows: 0, proposals: 0, proven: 0, refuted: 0, unknown: 0, gateRejected: 0, rewrites: 0, smtMs: [], searchProposals: 0 });
+
+const isControl = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP || opClass(i.code) === CLASS.JMP32;
+const isCondJump = (i: IrInsn): boolean => isControl(i) && i.target !== undefined && jmpOp(i.code) !== JMP.JA && jmpOp(i.code) !== JMP.CALL && jmpOp(i.code) !== JMP.EXIT;
+
+/**
+ * Can insns[start, end) be rewritten as a unit? Straight-line (a conditional jump may end it), no
+ * inner labels, nothing pinned.
+ */
 function windowOk(sec: CodeSection, blockEnd: Int32Array, start: number, end: number): boolean {
   if (end > sec.insns.length || blockEnd[start]! < end) return false;
   for (let k = start; k < end; k++) {
     const i = sec.insns[k]!;
-    if (i.pinned || isControl(i) || (i.code === LD_IMM64 && i.src !== 0) || (k > start && i.labels?.length)) return false;
+    if (i.pinned || i.core?.length || (i.code === LD_IMM64 && i.src !== 0) || (k > start && i.labels?.length)) return false;
+    if (isControl(i) && !(k === end - 1 && isCondJump(i))) return false;
   }
   return true;
 }
@@ -64,26 +111,7 @@ function blockEnds(sec: CodeSection): Int32Array {
   return out;
 }
 
-/** A checker counterexample as a window test case, when it is about registers and stack only. */
-function testFromCex(window: readonly Insn[], cex: Counterexample, rng: Rng, known: [number, bigint][]): TestCase | null {
-  const input = randomInput(rng);
-  for (const [r, v] of known) input.regs[r] = v;
-  for (const [k, v] of Object.entries(cex.regs)) {
-    const m = /^r(\d)$/.exec(k);
-    if (!m || !v.startsWith('0x')) return null;
-    input.regs[Number(m[1])] = BigInt(v);
-  }
-  for (const [off, byte] of Object.entries(cex.stack)) {
-    const i = STACK_SIZE + Number(off);
-    if (i < 0 || i >= STACK_SIZE) return null;
-    input.stack[i] = byte;
-  }
-  return makeTest(window, cloneState(input));
-}
-
 const ALL_BITS = (1n << 64n) - 1n;
-
-const key = (insns: readonly Insn[]): string => insns.map((i) => `${i.code},${i.dst},${i.src},${i.off},${i.imm},${i.imm2 ?? ''}`).join(';');
 
 /**
  * The store-immediate form of `*(size *)(dst + off) = src` when `src` holds the known constant `v`,
@@ -96,6 +124,420 @@ export function storeImmediate(insn: IrInsn, v: bigint): IrInsn | null {
   const low32 = Number(BigInt.asIntN(32, v));
   if (size === SIZE.DW && BigInt.asIntN(64, v) !== BigInt(low32)) return null;
   return { ...insn, code: CLASS.ST | MODE.MEM | size, src: 0, imm: low32 };
+}
+
+const strip = (i: IrInsn): IrInsn => {
+  const { labels: _l, funcInfo: _f, lines: _n, ...plain } = i;
+  return plain;
+};
+
+/** Analyses of the current section, recomputed after each accepted rewrite. */
+export class SectionState {
+  sec: CodeSection;
+  live!: Uint16Array;
+  succ!: number[][];
+  ends!: Int32Array;
+  consts!: ReturnType<typeof constantsIn>;
+  nonzero!: ReturnType<typeof nonzeroBitsIn>;
+  stack!: ReturnType<typeof stackLiveness>;
+  private pres: Map<number, WindowPre> | null | undefined;
+  constructor(sec: CodeSection, private readonly callee: CalleeReads, private readonly factsOf: (sec: CodeSection) => Map<number, WindowPre> | null) {
+    this.sec = sec;
+    this.refresh(sec);
+  }
+  /**
+   * The code changed. After a window rewrite ([start, end) replaced by `newLen` instructions) the
+   * safety model's facts elsewhere are kept, moved with the code: a proven rewrite leaves every
+   * live register's value at every other point as it was (facts are only used for registers live
+   * at a window's entry, see pre()). Any other change recomputes them (on next use).
+   */
+  refresh(sec: CodeSection, window?: { start: number; end: number; newLen: number }): void {
+    this.sec = sec;
+    this.live = liveIn(sec, this.callee);
+    this.succ = successors(sec);
+    this.ends = blockEnds(sec);
+    this.consts = constantsIn(sec);
+    this.nonzero = nonzeroBitsIn(sec);
+    this.stack = stackLiveness(sec, this.live, this.callee);
+    if (window && this.pres) {
+      const moved = new Map<number, WindowPre>();
+      const delta = window.newLen - (window.end - window.start);
+      for (const [i, p] of this.pres) {
+        if (i < window.start || (i === window.start && window.newLen > 0)) moved.set(i, p);
+        else if (i >= window.end) moved.set(i + delta, p);
+      }
+      this.pres = moved;
+    } else this.pres = undefined;
+  }
+  /** Safety-model facts per instruction (computed on first use after a change). */
+  safetyPres(): Map<number, WindowPre> | null {
+    if (this.pres === undefined) this.pres = this.factsOf(this.sec);
+    return this.pres;
+  }
+  liveOut(end: number): number[] {
+    return regList(liveOutAt(this.sec, this.live, this.succ, end - 1)).filter((r) => r <= 9);
+  }
+  stackOut(end: number): { off: number; size: number }[] | 'all' {
+    return liveRanges(stackLiveAfter(this.stack, this.succ, end - 1));
+  }
+  /**
+   * The window's precondition: the safety model's pointer facts for registers live at its entry,
+   * strengthened by constants and known-zero bits (exact for the current code, every register).
+   */
+  pre(start: number, useSafety: boolean): WindowPre {
+    const base = useSafety ? this.safetyPres()?.get(start) : undefined;
+    const regs: NonNullable<WindowPre['regs']> = {};
+    for (const [r, f] of Object.entries(base?.regs ?? {})) if (f && this.live[start]! & (1 << Number(r))) regs[Number(r)] = f;
+    this.consts[start]!.forEach((v, r) => {
+      if (v === undefined || r >= 10) return;
+      const f = regs[r];
+      if (!f || f.kind === 'scalar' || f.kind === 'unknown') regs[r] = { kind: 'scalar', value: v };
+    });
+    this.nonzero[start]!.forEach((m, r) => {
+      if (r >= 10 || m === ALL_BITS || regs[r]) return;
+      regs[r] = { kind: 'scalar', umax: m, tnum: { value: 0n, mask: m } };
+    });
+    // stack addresses the stack analysis tracks (r10 + k)
+    this.stack.ptrs[start]!.forEach((k, r) => {
+      if (k !== undefined && r < 10 && (!regs[r] || regs[r]!.kind === 'unknown')) regs[r] = { kind: 'stack', off: k };
+    });
+    return { ...(base ?? {}), regs };
+  }
+}
+
+/** Windows searched without finding anything (by content, facts and search effort), across sections. */
+const fruitless = new Set<string>();
+function remember(key: string): void {
+  if (fruitless.size >= 200_000) fruitless.clear();
+  fruitless.add(key);
+}
+const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? `${v}n` : v);
+
+/** The order windows are tried in one sweep: sizes, then starts; `chain` windows get the Markov chains. */
+interface PlannedWindow { start: number; end: number; iterations: number; kind: RewriteStep['kind'] }
+interface Pass { size: number; iterations: number; kind: RewriteStep['kind']; memoryOnly: boolean }
+
+/**
+ * One section under optimization: its current code and analyses, the gate, the steps taken.
+ * `optimizeSection` drives it window by window; a parallel driver can `plan` jobs, solve them
+ * elsewhere (`solveWindow`) and `apply` the outcomes here in job order.
+ */
+export class SectionSession {
+  readonly steps: RewriteStep[] = [];
+  readonly secName: string;
+  readonly progType: string;
+  readonly maps: MapInfo[];
+  private readonly S: SectionState;
+  private readonly users: ProgramRef[];
+  private readonly useSafety: boolean;
+  readonly perf: (insns: readonly Insn[]) => number;
+
+  constructor(
+    readonly obj: BpfObject,
+    readonly secIndex: number,
+    readonly gate: (candidate: BpfObject) => boolean,
+    readonly opts: SynthOptions,
+    readonly stats: SectionStats,
+  ) {
+    this.secName = obj.code[secIndex]!.name;
+    this.users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === this.secName));
+    this.progType = this.users[0]?.progType ?? obj.programs[0]?.progType ?? 'xdp';
+    this.maps = objectMaps(obj);
+    this.perf = objectiveCost(opts.objective);
+    // What bpf-to-bpf callees read (their live-in arguments), over the whole object.
+    const objLive = objectLiveness(obj.code);
+    const labels = new Map(obj.code.map((s) => [s.name, labelIndex(s)]));
+    const callee: CalleeReads = (insn) => {
+      const c = (insn as IrInsn).callee;
+      const at = c ? labels.get(c.section)?.get(c.label) : undefined;
+      return c && at !== undefined ? objLive.get(c.section)?.[at] : undefined;
+    };
+    this.useSafety = opts.safetyFacts !== false;
+    this.S = new SectionState(obj.code[secIndex]!, callee, (sec) => sectionPres(this.withSection(sec), this.secName, this.users));
+  }
+
+  get section(): CodeSection {
+    return this.S.sec;
+  }
+  get state(): SectionState {
+    return this.S;
+  }
+  withSection(sec: CodeSection): BpfObject {
+    return { ...this.obj, code: this.obj.code.map((s, k) => (k === this.secIndex ? sec : s)) };
+  }
+  /** Records an accepted rewrite (the section's new code). */
+  accept(next: CodeSection, kind: RewriteStep['kind'], start: number, end: number, proof: RewriteStep['proof']): void {
+    const step: RewriteStep = { kind, start, end, saved: sectionSlots(this.S.sec) - sectionSlots(next), proof, after: next };
+    if (this.opts.onStep) this.opts.onStep(step);
+    else this.steps.push(step);
+    const windowLike = kind === 'window' || kind === 'copy-run' || kind === 'dead-store' || kind === 'redundant-load';
+    this.S.refresh(next, windowLike ? { start, end, newLen: end - start + next.insns.length - this.S.sec.insns.length } : undefined);
+    this.stats.rewrites++;
+  }
+
+  /** The job for window [start, end) of the current code. */
+  job(start: number, end: number, refused: string[] = []): WindowJob {
+    const S = this.S;
+    return {
+      section: this.secName, start, end, insns: S.sec.insns.slice(start, end).map(strip),
+      pres: [S.pre(start, this.useSafety)], liveOut: S.liveOut(end), stackOut: S.stackOut(end), progType: this.progType, refused,
+      ...(this.opts.objective && this.opts.objective !== 'size' ? { objective: this.opts.objective } : {}),
+    };
+  }
+
+  /** Can [start, end) be a window now (straight-line, nothing pinned)? */
+  windowOk(start: number, end: number): boolean {
+    return windowOk(this.S.sec, this.S.ends, start, end);
+  }
+
+  /** The passes of one sweep, in order: window size (0: a block's copy run), kind, chain length. */
+  passes(): Pass[] {
+    const o = this.opts;
+    const out: Pass[] = [];
+    const memorySizes = o.memoryWindowSizes ?? [8, 7, 6, 5];
+    for (const size of [...memorySizes, ...o.windowSizes]) out.push({ size, iterations: 0, kind: 'window', memoryOnly: !o.windowSizes.includes(size) });
+    if (o.copyRuns !== false) out.push({ size: 0, iterations: 0, kind: 'copy-run', memoryOnly: true });
+    for (const size of o.chainWindowSizes ?? (o.windowSizes.length ? [6, 5, ...o.windowSizes.filter((k) => k >= 2 && k < 5)] : [])) {
+      out.push({ size, iterations: o.search.iterations, kind: 'window', memoryOnly: false });
+    }
+    return out;
+  }
+
+  /** The window of pass `p` starting at `start` in the current code, or null. */
+  windowAt(p: Pass, start: number): PlannedWindow | null {
+    const S = this.S;
+    if (p.size === 0) {
+      // the longest run of the block from `start` (up to 40) with two stores or more
+      for (let end = Math.min(S.ends[start] ?? 0, start + 40); end - start > 8; end--) {
+        if (!this.windowOk(start, end)) continue;
+        if (S.sec.insns.slice(start, end).filter((i) => opClass(i.code) === CLASS.ST || opClass(i.code) === CLASS.STX).length < 2) return null;
+        return { start, end, iterations: p.iterations, kind: p.kind };
+      }
+      return null;
+    }
+    const end = start + p.size;
+    if (!this.windowOk(start, end)) return null;
+    if (p.memoryOnly && !memoryPattern(S.sec.insns.slice(start, end))) return null;
+    return { start, end, iterations: p.iterations, kind: p.kind };
+  }
+
+  /** Every window of one sweep over the current code, in the order they are tried. */
+  planned(): PlannedWindow[] {
+    const out: PlannedWindow[] = [];
+    for (const p of this.passes()) {
+      for (let start = 0; start < this.S.sec.insns.length; start++) {
+        const w = this.windowAt(p, start);
+        if (w) out.push(w);
+      }
+    }
+    return out;
+  }
+
+  /** Jobs for one sweep of the current code (plain data, for worker threads). */
+  plan(): WindowJob[] {
+    return this.planned().map((w) => ({ ...this.job(w.start, w.end), iterations: w.iterations, kind: w.kind }));
+  }
+
+  solveOptions(iterations: number): SolveOptions {
+    const o = this.opts;
+    return { tests: o.tests, search: { ...o.search, iterations }, timeoutMs: o.timeoutMs, cegisRounds: o.cegisRounds, ...(o.cache ? { cache: o.cache } : {}), ...(o.rlimit !== undefined ? { rlimit: o.rlimit } : {}) };
+  }
+
+  /**
+   * Applies a solved job's rewrite to the current code, if its window is still there (same
+   * instructions; earlier applied rewrites may have moved it). The proof is reused when the
+   * window's precondition and postcondition are unchanged, else the rewrite is proven again here.
+   * True when applied (proven and accepted by the gate).
+   */
+  async apply(job: WindowJob, outcome: WindowOutcome, moved: (start: number) => number | null = (x) => x): Promise<boolean> {
+    if (!outcome.rewrite) return false;
+    const start = moved(job.start);
+    if (start === null) return false;
+    const end = start + (job.end - job.start);
+    if (!this.windowOk(start, end) || insnKey(this.S.sec.insns.slice(start, end).map(strip)) !== insnKey(job.insns)) return false;
+    const now = this.job(start, end);
+    const same = JSON.stringify([now.pres, now.liveOut, now.stackOut], big) === JSON.stringify([job.pres, job.liveOut, job.stackOut], big);
+    if (!same || !outcome.proven) {
+      this.stats.proposals++;
+      const r = await checkWindowStates(now.insns, outcome.rewrite, now.pres, { regs: now.liveOut, stack: now.stackOut }, { timeoutMs: this.opts.timeoutMs, object: this.obj, progType: this.progType, ...(this.opts.rlimit !== undefined ? { rlimit: this.opts.rlimit } : {}) });
+      this.stats.smtMs.push(r.ms);
+      if (r.equivalent !== true) {
+        if (r.equivalent === null) this.stats.unknown++;
+        else this.stats.refuted++;
+        return false;
+      }
+    }
+    const next = replaceWindow(this.S.sec, start, end, outcome.rewrite);
+    if (!this.gate(this.withSection(next))) {
+      this.stats.gateRejected++;
+      return false;
+    }
+    this.accept(next, (job as WindowJob & { kind?: RewriteStep['kind'] }).kind ?? 'window', start, end, 'smt');
+    return true;
+  }
+
+  /**
+   * Solves windows (a batch, each independently: `opts.solveBatch` may spread them over threads)
+   * and applies their outcomes in window order; true when any was applied. A window whose search
+   * was fruitless before (same content, facts, effort and seed) is not searched again.
+   */
+  async tryBatch(ws: PlannedWindow[]): Promise<boolean> {
+    const jobs: (WindowJob & { kind: RewriteStep['kind'] })[] = [];
+    const memos: string[] = [];
+    for (const w of ws) {
+      const job = { ...this.job(w.start, w.end), kind: w.kind, iterations: w.iterations };
+      const memo = `${this.obj.file}|${this.opts.search.seed}|${w.iterations}|${this.opts.objective ?? 'size'}|${insnKey(job.insns)}|${JSON.stringify([job.pres, job.liveOut, job.stackOut], big)}`;
+      if (fruitless.has(memo)) continue;
+      jobs.push(job);
+      memos.push(memo);
+    }
+    if (!jobs.length) return false;
+    const seeds = jobs.map((j) => jobSeed(j, this.opts.search.seed));
+    const outs = this.opts.solveBatch
+      ? await this.opts.solveBatch(jobs, seeds)
+      : await (async () => {
+        const r: WindowOutcome[] = [];
+        for (let k = 0; k < jobs.length; k++) r.push(await solveWindow(jobs[k]!, { object: this.obj, maps: this.maps }, this.solveOptions(jobs[k]!.iterations ?? 0), seeds[k]));
+        return r;
+      })();
+    const stats = this.stats;
+    outs.forEach((out, k) => {
+      stats.windows++;
+      stats.proposals += out.checked;
+      stats.refuted += out.refuted;
+      stats.unknown += out.unknown;
+      stats.smtMs.push(...out.smtMs);
+      stats.searchProposals = (stats.searchProposals ?? 0) + out.proposals;
+      if (out.rewrite) stats.proven++;
+      else if (out.unknown === 0) remember(memos[k]!);
+    });
+    return (await applyOutcomes(this, jobs, outs)) > 0;
+  }
+
+  /** Solves the window [start, end) here and applies its rewrite if the gate agrees; true when applied. */
+  async tryWindow(start: number, end: number, iterations: number, kind: RewriteStep['kind'] = 'window'): Promise<boolean> {
+    const refused: string[] = [];
+    const stats = this.stats;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const job = { ...this.job(start, end, refused), kind };
+      // the same window under the same facts was searched before without success: skip it
+      const memo = `${this.obj.file}|${this.opts.search.seed}|${iterations}|${this.opts.objective ?? 'size'}|${insnKey(job.insns)}|${JSON.stringify([job.pres, job.liveOut, job.stackOut], big)}`;
+      if (attempt === 0 && fruitless.has(memo)) return false;
+      stats.windows++;
+      const out = await solveWindow(job, { object: this.obj, maps: this.maps }, this.solveOptions(iterations), jobSeed(job, this.opts.search.seed));
+      stats.proposals += out.checked;
+      stats.refuted += out.refuted;
+      stats.unknown += out.unknown;
+      stats.smtMs.push(...out.smtMs);
+      stats.searchProposals = (stats.searchProposals ?? 0) + out.proposals;
+      if (!out.rewrite) {
+        if (attempt === 0 && out.unknown === 0) remember(memo);
+        return false;
+      }
+      stats.proven++;
+      if (await this.apply(job, out)) return true;
+      refused.push(insnKey(out.rewrite));
+    }
+    return false;
+  }
+}
+
+/**
+ * A job's search seed: from the run's seed and the job's content (window, facts), never from its
+ * place or from scheduling — so equal windows search alike wherever and whenever they come up.
+ */
+export function jobSeed(job: WindowJob, base: number): number {
+  let h = (base ^ 0x9e3779b9) >>> 0;
+  const s = `${insnKey(job.insns)}|${JSON.stringify([job.pres, job.liveOut, job.stackOut], big)}`;
+  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * Applies solved jobs (from `SectionSession.plan`, solved anywhere) in job order; windows moved by
+ * earlier rewrites are found at their new place, windows overlapping an applied rewrite are
+ * skipped (the next sweep plans them again). Returns how many were applied.
+ */
+export async function applyOutcomes(session: SectionSession, jobs: WindowJob[], outcomes: WindowOutcome[]): Promise<number> {
+  const applied: { start: number; oldEnd: number; delta: number }[] = [];
+  const moved = (start: number, len: number): number | null => {
+    let s = start;
+    for (const a of applied) {
+      if (start < a.oldEnd && start + len > a.start) return null; // overlaps an applied rewrite
+      if (start >= a.oldEnd) s += a.delta;
+    }
+    return s;
+  };
+  let n = 0;
+  for (let k = 0; k < jobs.length; k++) {
+    const job = jobs[k]!, out = outcomes[k];
+    if (!out?.rewrite) continue;
+    const len = job.end - job.start;
+    const before = session.section.insns.length;
+    if (await session.apply(job, out, (s) => moved(s, len))) {
+      applied.push({ start: job.start, oldEnd: job.end, delta: session.section.insns.length - before });
+      n++;
+    }
+  }
+  return n;
+}
+
+export async function optimizeSection(
+  obj: BpfObject,
+  secIndex: number,
+  gate: (candidate: BpfObject) => boolean,
+  opts: SynthOptions = DEFAULT_SYNTH,
+  stats: SectionStats = emptyStats(),
+): Promise<{ obj: BpfObject; stats: SectionStats; steps: RewriteStep[] }> {
+  await warmUpSolver(); // once per process: not part of any section's budget
+  const clock = opts.budgetClock === 'cpu' ? cpuMs : Date.now;
+  const t0 = clock();
+  const over = (share = 1): boolean => clock() - t0 > opts.budgetMs * share;
+  const session = new SectionSession(obj, secIndex, gate, opts, stats);
+  const S = session.state;
+  const accept = session.accept.bind(session);
+
+  if (opts.constantStores !== false) {
+    const r = await constantStores(obj, secIndex, S.sec, gate, opts, stats, session.progType, over);
+    if (r !== S.sec) accept(r, 'store-imm', 0, S.sec.insns.length, 'smt');
+  }
+  if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept);
+  if (opts.deadStores !== false) await deadStores(obj, S, (s) => session.withSection(s), gate, opts, stats, session.progType, accept, over);
+  if (opts.redundantLoads !== false) await redundantLoadsPass(session, over);
+
+  // Passes 4 and 5. Window by window, or (with `batch`) in batches of windows at consecutive
+  // starts solved independently — the same batches whatever solves them, so results do not depend
+  // on how many threads do. After a rewrite, the windows just before it are tried again.
+  const batch = Math.max(1, opts.batch ?? 1);
+  for (const p of session.passes()) {
+    for (let start = 0; start < S.sec.insns.length && !over(); ) {
+      if (batch === 1) {
+        const w = session.windowAt(p, start);
+        if (w && (await session.tryWindow(w.start, w.end, w.iterations, w.kind))) start = Math.max(0, start - Math.max(p.size, 1));
+        else start++;
+        continue;
+      }
+      const ws: PlannedWindow[] = [];
+      let s = start;
+      for (; s < S.sec.insns.length && ws.length < batch; s++) {
+        const w = session.windowAt(p, s);
+        if (w) ws.push(w);
+      }
+      if (ws.length && (await session.tryBatch(ws))) start = Math.max(0, ws[0]!.start - Math.max(p.size, 1));
+      else start = s;
+    }
+  }
+  // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
+  if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept, 1.25);
+  return { obj: session.withSection(S.sec), stats, steps: session.steps };
+}
+
+/** A window worth the larger sizes: two loads from one base, a load-op-store, or two stores. */
+function memoryPattern(w: readonly IrInsn[]): boolean {
+  if ([...loadBases(w).values()].some((offs) => offs.length >= 2)) return true;
+  const stores = w.filter((i) => opClass(i.code) === CLASS.ST || opClass(i.code) === CLASS.STX).length;
+  const loads = w.filter((i) => opClass(i.code) === CLASS.LDX).length;
+  return stores >= 2 || (stores >= 1 && loads >= 1);
 }
 
 /**
@@ -112,21 +554,20 @@ async function constantStores(
   opts: SynthOptions,
   stats: SectionStats,
   progType: string | undefined,
+  over: () => boolean,
 ): Promise<CodeSection> {
   const withSection = (s: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((x, k) => (k === secIndex ? s : x)) });
   const consts = constantsIn(sec), live = liveIn(sec), succ = successors(sec);
   const proven: [number, IrInsn][] = [];
-  for (let k = 0; k < sec.insns.length; k++) {
+  for (let k = 0; k < sec.insns.length && !over(); k++) {
     const insn = sec.insns[k]!;
     const v = opClass(insn.code) === CLASS.STX ? consts[k]![insn.src] : undefined;
     if (v === undefined) continue;
     const st = storeImmediate(insn, v);
     if (!st) continue;
     const liveOut = regList(liveOutAt(sec, live, succ, k));
-    const { labels: _l, funcInfo: _f, lines: _n, ...plain } = insn;
-    const { labels: _l2, funcInfo: _f2, lines: _n2, ...cand } = st;
     stats.proposals++;
-    const res = await checkWindow([plain], [cand], { regs: { [insn.src]: { kind: 'scalar', value: v } } }, { regs: liveOut }, { timeoutMs: opts.timeoutMs, object: obj, progType });
+    const res = await checkWindow([strip(insn)], [strip(st)], { regs: { [insn.src]: { kind: 'scalar', value: v } } }, { regs: liveOut }, { timeoutMs: opts.timeoutMs, object: obj, progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
     stats.smtMs.push(res.ms);
     if (res.equivalent === true) { stats.proven++; proven.push([k, st]); } else if (res.equivalent === null) stats.unknown++;
     else stats.refuted++;
@@ -138,138 +579,120 @@ async function constantStores(
     return { ...base, insns };
   };
   const all = apply(sec, proven);
-  if (gate(withSection(all))) { stats.rewrites += proven.length; return all; }
+  if (gate(withSection(all))) return all;
   let cur = sec;
   for (const r of proven) {
     const next = apply(cur, [r]);
-    if (gate(withSection(next))) { cur = next; stats.rewrites++; } else stats.gateRejected++;
+    if (gate(withSection(next))) cur = next;
+    else stats.gateRejected++;
   }
   return cur;
 }
 
-export async function optimizeSection(
-  obj: BpfObject,
-  secIndex: number,
-  gate: (candidate: BpfObject) => boolean,
-  opts: SynthOptions = DEFAULT_SYNTH,
-  stats: SectionStats = { windows: 0, proposals: 0, proven: 0, refuted: 0, unknown: 0, gateRejected: 0, rewrites: 0, smtMs: [] },
-): Promise<{ obj: BpfObject; stats: SectionStats }> {
-  const t0 = Date.now();
-  const progType = obj.programs.find((p) => p.section === obj.code[secIndex]!.name)?.progType;
-  const withSection = (sec: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((s, k) => (k === secIndex ? sec : s)) });
-  let sec = obj.code[secIndex]!;
-  if (opts.constantStores !== false) sec = await constantStores(obj, secIndex, sec, gate, opts, stats, progType);
-  // tail merging first (cheap, often the biggest saving), and again after the window search
-  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0);
-  let live = liveIn(sec), succ = successors(sec), ends = blockEnds(sec), consts = constantsIn(sec), nonzero = nonzeroBitsIn(sec);
-  const rng = new Rng(opts.search.seed);
-  const memorySizes = opts.memoryWindowSizes ?? [8, 7, 6, 5];
-  // Pass 1: the enumerated candidates (deletions, single ALU ops, load and copy merges) in every
-  // window, larger windows first; pass 2: the stochastic search, with what is left of the budget.
-  const passes = [...[...memorySizes, ...opts.windowSizes].map((size) => ({ size, chain: false })), ...opts.windowSizes.map((size) => ({ size, chain: true }))];
-  for (const { size, chain } of passes) {
-    const memoryOnly = !opts.windowSizes.includes(size);
-    for (let start = 0; start < sec.insns.length; start++) {
-      if (Date.now() - t0 > opts.budgetMs) break;
-      const end = start + size;
-      if (!windowOk(sec, ends, start, end)) continue;
-      if (memoryOnly && ![...loadBases(sec.insns.slice(start, end)).values()].some((offs) => offs.length >= 2)) continue; // load/copy merges only
-      stats.windows++;
-      const window: Insn[] = sec.insns.slice(start, end);
-      const liveOut = regList(liveOutAt(sec, live, succ, end - 1));
-      // Precondition: live-in registers known to be constant here (constant propagation).
-      const pre: WindowPre = { regs: {} };
-      const known: [number, bigint][] = [];
-      // Any register's entry value can reach the exit (a rewrite may drop the write), so all count.
-      consts[start]!.forEach((v, r) => {
-        if (v !== undefined && r < 10) { pre.regs![r] = { kind: 'scalar', value: v }; known.push([r, v]); }
-      });
-      // ... and registers whose high bits are known to be zero (after narrow loads, masks, zero-extensions)
-      const masks: [number, bigint][] = [];
-      nonzero[start]!.forEach((m, r) => {
-        if (r < 10 && m !== ALL_BITS && pre.regs![r] === undefined) { pre.regs![r] = { kind: 'scalar', umax: m, tnum: { value: 0n, mask: m } }; masks.push([r, m]); }
-      });
-      const withKnown = (s: ReturnType<typeof randomInput>) => {
-        for (const [r, v] of known) s.regs[r] = v;
-        for (const [r, m] of masks) s.regs[r] = s.regs[r]! & m;
-        return s;
-      };
-      const tests: TestCase[] = [];
-      for (let k = 0; k < opts.tests; k++) {
-        const t = makeTest(window, withKnown(randomInput(rng)));
-        if (!t) break;
-        tests.push(t);
-      }
-      if (tests.length < opts.tests) continue; // the window leaves the evaluator's model (memory beyond the stack)
-      const refuted = new Set<string>();
-      for (let round = 0; round < opts.cegisRounds; round++) {
-        const search = { ...opts.search, seed: opts.search.seed + start * 31 + round, iterations: chain ? opts.search.iterations : 0 };
-        const cand = searchWindow(window, tests, liveOut, search, (c) => refuted.has(key(c)));
-        if (!cand || perfCost(cand) >= perfCost(window)) break;
-        stats.proposals++;
-        const res = await checkWindow(window, cand, pre, { regs: liveOut }, { timeoutMs: opts.timeoutMs, object: obj, progType });
-        stats.smtMs.push(res.ms);
-        if (res.equivalent === true) {
-          stats.proven++;
-          const next = replaceWindow(sec, start, end, cand as IrInsn[]);
-          if (!gate(withSection(next))) {
-            stats.gateRejected++;
-            refuted.add(key(cand));
-            continue;
-          }
-          sec = next;
-          stats.rewrites++;
-          live = liveIn(sec);
-          succ = successors(sec);
-          ends = blockEnds(sec);
-          consts = constantsIn(sec);
-          nonzero = nonzeroBitsIn(sec);
-          start = Math.max(-1, start - size); // earlier windows may simplify now
-          break;
-        }
-        refuted.add(key(cand));
-        if (res.equivalent === null) { stats.unknown++; break; }
-        stats.refuted++;
-        const t = res.counterexample ? testFromCex(window, res.counterexample, rng, known) : null;
-        if (t) tests.push(t);
-      }
-    }
+/**
+ * Stack stores none of whose bytes any path reads afterwards are deleted, one at a time (each
+ * deletion can make earlier stores dead). Proven as a window whose postcondition is the stack
+ * bytes still live (so the proof rests on the stack liveness, as window proofs rest on register
+ * liveness).
+ */
+async function deadStores(
+  obj: BpfObject, S: SectionState, withSection: (s: CodeSection) => BpfObject, gate: (candidate: BpfObject) => boolean,
+  opts: SynthOptions, stats: SectionStats, progType: string, accept: (next: CodeSection, kind: RewriteStep['kind'], start: number, end: number, proof: RewriteStep['proof']) => void,
+  over: () => boolean,
+): Promise<void> {
+  const tried = new Set<string>();
+  for (;;) {
+    if (over()) return;
+    const dead = deadStackStores(S.sec, S.stack, S.succ).filter((k) => !tried.has(insnKey([S.sec.insns[k]!]) + `@${k}`));
+    if (!dead.length) return;
+    const k = dead[0]!;
+    tried.add(insnKey([S.sec.insns[k]!]) + `@${k}`);
+    const insn = strip(S.sec.insns[k]!);
+    stats.proposals++;
+    const res = await checkWindow([insn], [], S.pre(k, false), { regs: S.liveOut(k + 1), stack: S.stackOut(k + 1) }, { timeoutMs: opts.timeoutMs, object: obj, progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
+    stats.smtMs.push(res.ms);
+    if (res.equivalent !== true) { if (res.equivalent === null) stats.unknown++; else stats.refuted++; continue; }
+    stats.proven++;
+    const next = replaceWindow(S.sec, k, k + 1, []);
+    if (!gate(withSection(next))) { stats.gateRejected++; continue; }
+    accept(next, 'dead-store', k, k + 1, 'smt');
   }
-  // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
-  if (opts.tailMerge !== false) sec = await tailMerges(obj, secIndex, sec, gate, opts, stats, t0, 1.25);
-  return { obj: withSection(sec), stats };
+}
+
+/**
+ * Loads into a register that already holds the loaded value on every path into them (available
+ * loads across blocks) are deleted; each deletion is proven on every program running the section
+ * (whole-program symbolic execution: the fact spans blocks), then gated.
+ */
+async function redundantLoadsPass(session: SectionSession, over: () => boolean): Promise<void> {
+  const S = session.state, stats = session.stats, opts = session.opts;
+  const users = session.obj.programs.filter((p) => programCode(session.obj, p).some((s) => s.name === S.sec.name));
+  if (!users.length) return;
+  const tried = new Set<string>();
+  for (;;) {
+    if (over()) return;
+    // a load whose register already holds the value goes; one another register holds becomes a
+    // move from it (same size: the windows after it can then use the copy)
+    const avail = availableLoads(S.sec, S.stack);
+    const cands: [number, IrInsn[]][] = [
+      ...redundantLoads(S.sec, avail).map((i): [number, IrInsn[]] => [i, []]),
+      ...heldLoads(S.sec, avail).map(([i, r]): [number, IrInsn[]] => [i, [{ code: CLASS.ALU64 | ALU.MOV | SRC_X, dst: S.sec.insns[i]!.dst, src: r, off: 0, imm: 0 }]]),
+    ];
+    const c = cands.find(([i, rep]) => !tried.has(`${i}:${rep.length}`));
+    if (!c) return;
+    const [k, rep] = c;
+    tried.add(`${k}:${rep.length}`);
+    const next = replaceWindow(S.sec, k, k + 1, rep);
+    const before = session.withSection(S.sec), after = session.withSection(next);
+    stats.proposals++;
+    let proven = true;
+    for (const p of users) {
+      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
+      stats.smtMs.push(r.ms);
+      if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
+    }
+    if (!proven) continue;
+    stats.proven++;
+    if (!session.gate(after)) { stats.gateRejected++; continue; }
+    session.accept(next, 'redundant-load', k, k + 1, 'program');
+    tried.clear();
+  }
 }
 
 /**
  * Merges identical block tails one at a time while it saves at least two slots; each merge must be
  * proven equivalent for every program that runs this section, then pass the gate.
  */
-async function tailMerges(obj: BpfObject, secIndex: number, sec: CodeSection, gate: (candidate: BpfObject) => boolean, opts: SynthOptions, stats: SectionStats, t0: number, budgetShare = 1): Promise<CodeSection> {
+async function tailMerges(
+  obj: BpfObject, secIndex: number, S: SectionState, gate: (candidate: BpfObject) => boolean, opts: SynthOptions, stats: SectionStats, over: (share?: number) => boolean,
+  accept: (next: CodeSection, kind: RewriteStep['kind'], start: number, end: number, proof: RewriteStep['proof']) => void, budgetShare = 1,
+): Promise<void> {
   const withSection = (s: CodeSection): BpfObject => ({ ...obj, code: obj.code.map((x, k) => (k === secIndex ? s : x)) });
-  const users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === sec.name));
-  if (!users.length) return sec; // code no program runs: nothing to prove it against
+  const users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === S.sec.name));
+  if (!users.length) return; // code no program runs: nothing to prove it against
   const tried = new Set<string>();
   for (;;) {
-    if (Date.now() - t0 > opts.budgetMs * budgetShare) return sec;
+    if (over(budgetShare)) return;
+    const sec = S.sec;
     const m = findTailMerge(sec, 2, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
-    if (!m) return sec;
+    if (!m) return;
     tried.add(`${m.start}/${m.keep}/${m.length}`);
     const next = invertBranchesOverGotos(applyTailMerge(sec, m));
     const before = withSection(sec), after = withSection(next);
     stats.proposals++;
     let proven = true;
     for (const p of users) {
-      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs });
+      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
       stats.smtMs.push(r.ms);
       if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
     }
     if (!proven) continue;
     stats.proven++;
     if (!gate(after)) { stats.gateRejected++; continue; }
-    stats.rewrites++;
-    sec = next;
+    accept(next, 'tail-merge', m.start, m.start + m.length, 'bisim');
     tried.clear();
   }
 }
 
 export const sectionSlots = (sec: CodeSection): number => sec.insns.reduce((n, i) => n + slotsOf(i), 0);
+export { perfCost };

@@ -1,180 +1,152 @@
-// Markov-chain Monte Carlo search for a cheaper window (K2 §4, after STOKE): propose a neighbour,
-// accept it with probability min(1, exp(-beta * Δcost)); remember the cheapest candidate with zero
-// error on every test case. Zero test error is only a filter: the SMT checker decides.
-import type { Insn } from '../isa/index.js';
-import { REG_FP } from '../isa/index.js';
-import { compact, errorOn, passesAll, ERROR_WEIGHT, perfCost, type TestCase } from './cost.js';
-import { ALU, CLASS, MODE, SIZE, SRC_K, SRC_X, opClass } from '../isa/index.js';
-import { propose, type Pool, type Slot } from './moves.js';
+// Search for a cheaper equivalent of one window: enumerated fast paths first (deletions, single ALU
+// instructions, wider loads, merged copies, atomics, rebuilt byte copies), then Markov chains
+// (K2/STOKE MCMC) under several parameter settings, each chain extended while it keeps improving
+// and stopped once it has converged. Deterministic for a seed. Zero test error is only a filter:
+// the SMT checker decides.
+import { CLASS, opClass, type Insn } from '../isa/index.js';
+import { compact, errorOn, passesAll, ERROR_WEIGHT, perfCost, type Observed, type TestCase } from './cost.js';
+import { DEFAULT_MIX, poolOf, propose, type MoveMix, type Slot } from './moves.js';
+import { atomicForms, copyMerges, copyRuns, deletions, jump32Forms, jumpForms, ldIndFolds, loadSingles, singles } from './fastpaths.js';
 import { Rng } from './rng.js';
 
+export { poolOf } from './moves.js';
+export { deletions, loadBases } from './fastpaths.js';
+
+/** One Markov chain's parameters. */
+export interface ChainSetting {
+  beta: number;
+  mix: MoveMix;
+  /** Start from the original window, or from nothing (synthesis from scratch). */
+  start: 'original' | 'empty';
+}
+
 export interface SearchOptions {
+  /** Proposals per chain before it must have improved to go on (0: fast paths only). */
   iterations: number;
   beta: number;
   seed: number;
+  /** Cap on a chain that keeps improving (default 100,000). */
+  maxIterations?: number;
+  /** Chains to run, one per setting (default: SETTINGS with `beta` for the first). */
+  settings?: ChainSetting[];
+  /** A chain stops after this many proposals without a lower cost (default: `iterations`). */
+  convergeAfter?: number;
+  /** Performance term (default: slots). */
+  perf?: (insns: readonly Insn[]) => number;
 }
 
-export const DEFAULT_SEARCH: SearchOptions = { iterations: 300, beta: 1, seed: 1 };
+export const SETTINGS: ChainSetting[] = [
+  { beta: 1, mix: DEFAULT_MIX, start: 'original' },
+  { beta: 3, mix: { replace: 20, operand: 25, delete: 30, swap: 10, two: 5, mem: 10 }, start: 'original' },
+  { beta: 0.4, mix: { replace: 40, operand: 30, delete: 10, swap: 5, two: 10, mem: 5 }, start: 'original' },
+  { beta: 1, mix: { replace: 45, operand: 25, delete: 5, swap: 10, two: 10, mem: 5 }, start: 'empty' },
+];
 
-/** Registers, constants and stack offsets a window's rewrites may draw from. */
-export function poolOf(window: readonly Insn[], liveOut: readonly number[]): Pool {
-  const regs = new Set<number>(liveOut.filter((r) => r !== REG_FP));
-  const imms = new Set<number>([0, 1, -1, 2, 4, 8, 16, 32, 0xff, 0xffff]);
-  const stackOffs = new Set<number>();
-  for (const i of window) {
-    if (i.dst !== REG_FP) regs.add(i.dst);
-    if (i.src !== REG_FP && i.src <= 9) regs.add(i.src);
-    if (i.imm2 === undefined) imms.add(i.imm);
-    if (i.src === REG_FP || i.dst === REG_FP) stackOffs.add(i.off);
-  }
-  return { regs: [...regs].filter((r) => r <= 9), imms: [...imms], stackOffs: [...stackOffs] };
+export const DEFAULT_SEARCH: SearchOptions = { iterations: 1000, beta: 1, seed: 1 };
+
+/** What the fast paths may use besides the window: constants at entry, which bases cannot alias. */
+export interface SearchContext {
+  consts?: ReadonlyMap<number, bigint>;
+  disjoint?: (a: number, b: number) => boolean;
 }
 
-/** Candidates that delete exactly one instruction: cheap, and they find dead code at once. */
-export function deletions(window: readonly Insn[]): Insn[][] {
-  return window.map((_, k) => window.filter((__, j) => j !== k));
-}
-
-const SINGLE_OPS = [ALU.MOV, ALU.ADD, ALU.SUB, ALU.MUL, ALU.OR, ALU.AND, ALU.LSH, ALU.RSH, ALU.XOR, ALU.ARSH, ALU.NEG];
-
-/** Every one-instruction ALU rewrite over the pool (complete for windows that collapse to one ALU op). */
-export function* singles(pool: Pool): Generator<Insn[]> {
-  for (const cls of [CLASS.ALU, CLASS.ALU64]) {
-    for (const op of SINGLE_OPS) {
-      const shift = op === ALU.LSH || op === ALU.RSH || op === ALU.ARSH;
-      for (const dst of pool.regs) {
-        if (op === ALU.NEG) { yield [{ code: cls | op, dst, src: 0, off: 0, imm: 0 }]; continue; }
-        for (const src of pool.regs) yield [{ code: cls | op | SRC_X, dst, src, off: 0, imm: 0 }];
-        const imms = shift ? [1, 2, 3, 4, 8, 16, 24, 31, 32, 48, 56, 63].filter((k) => k < (cls === CLASS.ALU ? 32 : 64)) : pool.imms;
-        for (const imm of imms) yield [{ code: cls | op | SRC_K, dst, src: 0, off: 0, imm }];
-      }
-    }
-  }
-}
-
-/** The non-stack base registers a window loads from, each with the offsets it reads. */
-export function loadBases(window: readonly Insn[]): Map<number, number[]> {
-  const out = new Map<number, Set<number>>();
-  const written = new Set<number>();
-  for (const i of window) {
-    // a base is only useful while it still holds its entry value
-    if (opClass(i.code) === CLASS.LDX && i.src !== REG_FP && !written.has(i.src)) {
-      if (!out.has(i.src)) out.set(i.src, new Set());
-      out.get(i.src)!.add(i.off);
-    }
-    if (opClass(i.code) === CLASS.LDX || opClass(i.code) === CLASS.ALU || opClass(i.code) === CLASS.ALU64 || i.code === 0x18) written.add(i.dst);
-  }
-  return new Map([...out].map(([r, offs]) => [r, [...offs].sort((a, b) => a - b)]));
+export interface SearchStats {
+  proposals: number;
+  chains: number;
+  /** Every chain stopped because it converged (not because it hit the cap). */
+  converged: boolean;
 }
 
 /**
- * One load (optionally byte-swapped to big-endian) from a base the window reads: the rewrites that
- * merge byte loads combined with shifts and ors into one wider load (K2's load-width merges).
- */
-export function* loadSingles(window: readonly Insn[], pool: Pool): Generator<Insn[]> {
-  for (const [base, offs] of loadBases(window)) {
-    for (const off of offs) {
-      for (const [size, bits] of [[SIZE.H, 16], [SIZE.W, 32], [SIZE.DW, 64], [SIZE.B, 8]] as const) {
-        for (const dst of pool.regs) {
-          const ld: Insn = { code: CLASS.LDX | MODE.MEM | size, dst, src: base, off, imm: 0 };
-          yield [ld];
-          if (bits > 8) yield [ld, { code: CLASS.ALU | ALU.END | SRC_X, dst, src: 0, off: 0, imm: bits }];
-        }
-      }
-    }
-  }
-}
-
-/**
- * Copies of neighbouring fields (`r = *(s *)(A + a); *(s *)(B + b) = r` twice, the second at
- * a + s, b + s) merged into one copy of twice the width. Whether the halves overlap, or the
- * register's final value matters, is for the tests and the checker to find out.
- */
-export function* copyMerges(window: readonly Insn[]): Generator<Insn[]> {
-  const isMem = (i: Insn, cls: number): boolean => opClass(i.code) === cls && (i.code & 0xe0) === MODE.MEM;
-  const pairs: { k: number; size: number; base: number; a: number; dstBase: number; b: number; reg: number }[] = [];
-  for (let k = 0; k + 1 < window.length; k++) {
-    const ld = window[k]!, st = window[k + 1]!;
-    if (!isMem(ld, CLASS.LDX) || !isMem(st, CLASS.STX) || st.src !== ld.dst || ld.src === ld.dst) continue;
-    pairs.push({ k, size: ld.code & 0x18, base: ld.src, a: ld.off, dstBase: st.dst, b: st.off, reg: ld.dst });
-  }
-  const bytes: Record<number, number> = { [SIZE.B]: 1, [SIZE.H]: 2, [SIZE.W]: 4 };
-  const wider: Record<number, number> = { [SIZE.B]: SIZE.H, [SIZE.H]: SIZE.W, [SIZE.W]: SIZE.DW };
-  for (const p of pairs) {
-    for (const q of pairs) {
-      const n = bytes[p.size];
-      if (q.k <= p.k + 1 || n === undefined || q.size !== p.size || q.base !== p.base || q.dstBase !== p.dstBase) continue;
-      const lo = q.a === p.a + n && q.b === p.b + n ? p : p.a === q.a + n && p.b === q.b + n ? q : null;
-      if (!lo) continue;
-      const w = wider[p.size]!;
-      const merged: Insn[] = [
-        { code: CLASS.LDX | MODE.MEM | w, dst: p.reg, src: p.base, off: lo.a, imm: 0 },
-        { code: CLASS.STX | MODE.MEM | w, dst: p.dstBase, src: p.reg, off: lo.b, imm: 0 },
-      ];
-      const out: Insn[] = [];
-      window.forEach((i, k) => {
-        if (k === p.k) out.push(...merged);
-        else if (k !== p.k + 1 && k !== q.k && k !== q.k + 1) out.push(i);
-      });
-      yield out;
-    }
-  }
-}
-
-/**
- * The cheapest zero-error rewrite found, or null. Candidates come from single deletions first, then
- * from the chain; `reject` filters candidates already refuted by the checker.
+ * The cheapest zero-error rewrite found, or null. `reject` filters candidates already refuted by
+ * the checker (or by the safety model).
  */
 export function searchWindow(
   window: readonly Insn[],
   tests: readonly TestCase[],
-  liveOut: readonly number[],
+  observed: Observed | readonly number[],
   opts: SearchOptions = DEFAULT_SEARCH,
   reject: (cand: Insn[]) => boolean = () => false,
+  ctx: SearchContext = {},
+  stats: SearchStats = { proposals: 0, chains: 0, converged: true },
 ): Insn[] | null {
-  const origCost = perfCost(window);
+  const obs: Observed = 'liveOut' in observed ? observed : { liveOut: observed, stackLive: null };
+  const perf = opts.perf ?? perfCost;
+  const origCost = perf(window);
+  // A conditional jump ending the window stays; only what comes before it is searched.
+  const last = window[window.length - 1] as (Insn & { target?: string }) | undefined;
+  const tail: Insn[] = last && last.target !== undefined && (opClass(last.code) === CLASS.JMP || opClass(last.code) === CLASS.JMP32) ? [last] : [];
+  const body = window.slice(0, window.length - tail.length);
+  const withTail = (c: Insn[]): Insn[] => (tail.length ? [...c, ...tail] : c);
   let best: Insn[] | null = null;
   let bestCost = origCost;
   const consider = (cand: Insn[], cost: number): void => {
     if (cost < bestCost && !reject(cand)) { best = cand; bestCost = cost; }
   };
-  for (const d of deletions(window)) if (passesAll(d, tests, liveOut)) consider(d, perfCost(d));
+  const tryAll = (gen: Iterable<Insn[]>, whole = false): void => {
+    for (const c0 of gen) {
+      const c = whole ? c0 : withTail(c0);
+      const cost = perf(c);
+      if (cost < bestCost && passesAll(c, tests, obs)) consider(c, cost);
+    }
+  };
+  tryAll(deletions(body));
   if (best) return best;
-  const pool = poolOf(window, liveOut);
-  if (pool.regs.length === 0) return null;
-  if (origCost > 1) {
-    for (const c of singles(pool)) {
-      if (passesAll(c, tests, liveOut)) consider(c, 1);
+  const pool = poolOf(window, obs.liveOut);
+  tryAll(jumpForms(window, ctx.consts ?? new Map()), true);
+  tryAll(jump32Forms(window), true);
+  tryAll(atomicForms(body, ctx.consts ?? new Map()));
+  tryAll(ldIndFolds(body));
+  tryAll(copyRuns(body, obs.liveOut, ctx.disjoint ?? (() => false)));
+  if (pool.regs.length === 0) return best;
+  if (perf(body) > 1 && !best && body.length <= 6) {
+    for (const c0 of singles(pool)) {
+      const c = withTail(c0);
+      if (passesAll(c, tests, obs)) consider(c, perf(c));
       if (best) return best;
     }
   }
-  for (const c of copyMerges(window)) {
-    const cost = perfCost(c);
-    if (cost < bestCost && passesAll(c, tests, liveOut)) consider(c, cost);
-  }
-  for (const c of loadSingles(window, pool)) {
-    const cost = perfCost(c);
-    if (cost < bestCost && passesAll(c, tests, liveOut)) consider(c, cost);
-  }
+  tryAll(copyMerges(body));
+  if (body.length <= 8) tryAll(loadSingles(body, pool));
   if (best) return best;
-  if (window.length <= 2 || opts.iterations <= 0) return best; // two-instruction windows are covered completely above
+  if (body.length <= 2 || opts.iterations <= 0) return best; // two-instruction windows are covered completely above
 
-  const rng = new Rng(opts.seed);
   const steer = tests.slice(0, 4);
-  let cur: Slot[] = [...window];
-  let curCost = perfCost(window);
-  for (let it = 0; it < opts.iterations; it++) {
-    const next = propose(rng, cur, pool);
-    const insns = compact(next);
-    // The chain is steered by a few tests; a zero-error candidate must then pass them all.
-    const err = errorOn(insns, steer, liveOut);
-    const perf = perfCost(insns);
-    const cost = ERROR_WEIGHT * err + perf;
-    if (err === 0 && perf < bestCost && passesAll(insns, tests, liveOut)) consider(insns, perf);
-    if (cost <= curCost || rng.float() < Math.exp(-opts.beta * (cost - curCost))) {
-      cur = next;
-      curCost = cost;
+  const settings = opts.settings ?? [{ ...SETTINGS[0]!, beta: opts.beta }, ...SETTINGS.slice(1)];
+  const cap = opts.maxIterations ?? 100_000;
+  const quiet = opts.convergeAfter ?? opts.iterations;
+  settings.forEach((s, n) => {
+    const rng = new Rng((opts.seed * 0x9e3779b1 + n * 7919) >>> 0);
+    let cur: Slot[] = s.start === 'original' ? [...body] : body.map(() => null);
+    const c0 = withTail(compact(cur));
+    let curCost = ERROR_WEIGHT * errorOn(c0, steer, obs) + perf(c0);
+    let lowest = curCost;
+    let sinceLower = 0;
+    let budget = opts.iterations;
+    stats.chains++;
+    let it = 0;
+    for (; it < budget && it < cap; it++) {
+      const next = propose(rng, cur, pool, s.mix);
+      const insns = withTail(compact(next));
+      // The chain is steered by a few tests; a zero-error candidate must then pass them all.
+      const err = errorOn(insns, steer, obs);
+      const p = perf(insns);
+      const cost = ERROR_WEIGHT * err + p;
+      if (err === 0 && p < bestCost && passesAll(insns, tests, obs)) {
+        consider(insns, p);
+        budget = Math.min(cap, Math.max(budget, it + opts.iterations)); // still improving: go on
+      }
+      if (cost <= curCost || rng.float() < Math.exp(-s.beta * (cost - curCost))) {
+        cur = next;
+        curCost = cost;
+      }
+      if (curCost < lowest) { lowest = curCost; sinceLower = 0; }
+      else if (++sinceLower >= quiet && it >= opts.iterations) break;
     }
-  }
+    stats.proposals += it;
+    if (it >= cap) stats.converged = false;
+  });
   return best;
 }
+
+export { singles } from './fastpaths.js';

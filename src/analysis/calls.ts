@@ -1,0 +1,36 @@
+// Which argument registers a call reads. A helper is a C function declared with BPF_CALL_n: it
+// receives exactly its prototype's n arguments (r1..rn), whatever r(n+1)..r5 hold, so a write to
+// r3 before `call bpf_map_lookup_elem` (two arguments) is dead. Every call still clobbers r1-r5.
+// Counts from the kernel's bpf_func_proto definitions (kernel/bpf/helpers.c, net/core/filter.c,
+// kernel/trace/bpf_trace.c); trace_printk is BPF_CALL_5 (three variadic value arguments). A helper
+// not listed reads all five: only a wrong *low* count could be unsound.
+import { CALL_HELPER, CALL_PSEUDO, CLASS, JMP, jmpOp, opClass } from '../isa/index.js';
+import type { Insn } from '../isa/index.js';
+
+export const HELPER_ARGS: Readonly<Record<number, number>> = {
+  1: 2, 2: 4, 3: 2, 4: 3, 5: 0, 6: 5, 7: 0, 8: 0, 9: 5, 10: 5, 11: 5, 12: 3, 13: 3, 14: 0, 15: 0, 16: 2, 17: 1,
+  18: 3, 19: 1, 20: 4, 21: 4, 22: 2, 23: 2, 25: 5, 26: 4, 27: 3, 28: 5, 29: 3, 30: 3, 31: 3, 32: 2, 34: 1, 35: 0,
+  38: 3, 39: 2, 40: 2, 41: 1, 42: 0, 43: 3, 44: 2, 45: 3, 46: 1, 47: 1, 48: 2, 49: 5, 50: 4, 51: 3, 54: 2, 55: 4,
+  57: 5, 59: 2, 65: 2, 68: 5, 69: 4, 80: 0, 87: 3, 88: 2, 89: 2, 112: 3, 113: 3, 114: 3, 115: 3, 118: 0, 122: 1,
+  125: 0, 130: 4, 131: 3, 132: 2, 133: 2, 134: 2, 135: 2, 152: 4, 155: 2, 160: 0, 164: 4, 181: 4,
+};
+
+/** r1..r_n as a register bit set. */
+export const argRegs = (n: number): number => ((1 << (n + 1)) - 1) & ~1;
+
+const ALL_ARGS = 0b111110;
+
+/** Registers (bit set) a call reads: its helper's arguments; r1-r5 for other calls unless `callee` knows better. */
+export function callReads(insn: Insn, callee?: (insn: Insn) => number | undefined): number {
+  if (insn.src === CALL_HELPER) {
+    const n = HELPER_ARGS[insn.imm];
+    return n === undefined ? ALL_ARGS : argRegs(n);
+  }
+  if (insn.src === CALL_PSEUDO && callee) {
+    const r = callee(insn);
+    if (r !== undefined) return r & ALL_ARGS;
+  }
+  return ALL_ARGS; // kfuncs and unresolved calls
+}
+
+export const isCall = (insn: Insn): boolean => opClass(insn.code) === CLASS.JMP && jmpOp(insn.code) === JMP.CALL;
