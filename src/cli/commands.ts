@@ -11,6 +11,7 @@ import { register as difftest } from './difftest.js';
 import { register as safety } from './safety.js';
 import { register as equiv } from './equiv.js';
 import { register as check } from './check.js';
+import { register as repair } from './repair.js';
 
 export const commands: ((program: Command) => void)[] = [
   verify,
@@ -24,4 +25,5 @@ export const commands: ((program: Command) => void)[] = [
   safety,
   equiv,
   check,
+  repair,
 ];
