@@ -8,7 +8,6 @@ import { fileURLToPath } from 'node:url';
 import { readObject, objectBytes, findLabel } from '../src/ir/index.js';
 import { classifyReason, parseVerifierLog, linkedLayout, funcAt, inlineCall, callDepth, frameDepth } from '../src/repair/index.js';
 import { bytesFrom, parseRegView } from '../src/repair/log.js';
-import { freeContext } from '../src/repair/ctxfree.js';
 import { CLASS, JMP, REG_FP, opClass, jmpOp } from '../src/isa/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -165,22 +164,3 @@ test('frameDepth follows frame pointers copied and adjusted before a helper call
   t.true(sec.insns.some((i) => i.src === REG_FP));
 });
 
-test('context reads become fresh values for proofs; a context pointer passed on is followed', (t) => {
-  if (!built('bound_on_copy_index.O2.o')(t) || !built('retval_global_func.O2.o')(t)) return;
-  const obj = readObject(fixture('bound_on_copy_index.O2.o'));
-  const r = freeContext(obj, obj.programs[0]!);
-  if ('why' in r) return t.fail(r.why);
-  // queue_mapping (12) and priority (32) are read: each gets its own source helper
-  t.deepEqual([...r.fields.values()].map((f) => f.off).sort((a, b) => a - b), [12, 32]);
-  const sec = r.obj.code.find((s) => s.name === 'tc')!;
-  t.false(sec.insns.some((i) => opClass(i.code) === CLASS.LDX && i.src === 1 && i.off === 12));
-  const g = readObject(fixture('retval_global_func.O2.o'));
-  const rg = freeContext(g, g.programs[0]!);
-  if ('why' in rg) return t.fail(rg.why);
-  t.deepEqual([...rg.fields.values()].map((f) => f.off), [0]); // skb->len, read in decide()
-  // kprobe contexts are not pinned by the checker: nothing to do
-  const k = readObject(fixture('bound_on_copy_kprobe.O2.o'));
-  const rk = freeContext(k, k.programs[0]!);
-  t.false('why' in rk);
-  if (!('why' in rk)) t.is(rk.fields.size, 0);
-});

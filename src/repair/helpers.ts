@@ -6,6 +6,8 @@
 // kernel/bpf/helpers.c, include/linux/filter.h __BPF_CAST). A repair may change the upper half
 // of such a register right before the call: the helper cannot observe it and the call clobbers r1-r5.
 
+import { argBits } from '../smt/helpers.js';
+
 export interface SizeArg {
   mem: number; // register holding the buffer
   size: number; // register holding its size
@@ -30,7 +32,9 @@ export const HELPER_SIZE_ARGS: Readonly<Record<number, { name: string; args: Siz
 
 /** The size argument in register `reg` of helper `id`, if k2 knows it. */
 export function sizeArg(id: number, reg: number): SizeArg | null {
-  return HELPER_SIZE_ARGS[id]?.args.find((a) => a.size === reg) ?? null;
+  const a = HELPER_SIZE_ARGS[id]?.args.find((x) => x.size === reg);
+  // the argument widths are the SMT checker's table (src/smt/helpers.ts ARG_BITS), shared
+  return a ? { ...a, u32: argBits(id, reg) === 32 } : null;
 }
 
 export const helperName = (id: number): string => HELPER_SIZE_ARGS[id]?.name ?? `helper #${id}`;

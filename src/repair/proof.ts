@@ -28,7 +28,7 @@ import { exit, freshLabel, insertBefore, ldxDw, movImm, movReg, sectionNamed, st
 import { funcAt, type FuncRange } from './layout.js';
 import type { Candidate, Guard } from './candidates.js';
 import { paramCount, scalarParams } from './btfproto.js';
-import { freeContext, SOURCES } from './ctxfree.js';
+import { SOURCES } from './ctxfree.js';
 
 export type ProofMethod = 'whole' | 'guard' | 'function' | 'unobserved';
 
@@ -55,18 +55,13 @@ const checkOpts = (o: ProofOptions): CheckOptions => ({ timeoutMs: o.timeoutMs ?
 export type CtxFields = Map<number, { off: number; size: number }>;
 
 /**
- * checkPrograms on the two programs with their context reads made free (ctxfree.ts), so the answer
- * holds for every context, not only the test-run ones. `avoid`: source helpers the caller uses.
+ * checkPrograms on the two programs. The checker's context is the production one (every context
+ * field the kernel does not fix is free: src/smt/ctxmodel.ts), so the answer holds for every
+ * context a real packet can come with, not only the test-run ones. (`avoid` is kept for callers.)
  */
-export async function checkRepair(a: BpfObject, pa: ProgramRef, b: BpfObject, pb: ProgramRef, o: ProofOptions, avoid: ReadonlySet<number> = new Set()): Promise<EquivResult & { fields: CtxFields }> {
-  const fa = freeContext(a, pa, avoid);
-  const fb = freeContext(b, pb, avoid);
-  if ('why' in fa || 'why' in fb) {
-    const why = 'why' in fa ? fa.why : (fb as { why: string }).why;
-    return { equivalent: null, counterexample: null, ms: 0, via: 'none', reason: `cannot prove it for every context (${why})`, fields: new Map() };
-  }
-  const r = await checkPrograms(fa.obj, pa, fb.obj, pb, checkOpts(o));
-  return { ...r, fields: new Map([...fa.fields, ...fb.fields]) };
+export async function checkRepair(a: BpfObject, pa: ProgramRef, b: BpfObject, pb: ProgramRef, o: ProofOptions, _avoid: ReadonlySet<number> = new Set()): Promise<EquivResult & { fields: CtxFields }> {
+  const r = await checkPrograms(a, pa, b, pb, checkOpts(o));
+  return { ...r, fields: new Map() };
 }
 
 /** Programs of `obj` whose code includes a section that differs between `a` and `b`. */

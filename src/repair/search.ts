@@ -13,7 +13,7 @@ import { parseVerifierLog, type VerifierFailure } from './log.js';
 import { funcAt, layoutMatches, linkedLayout, type LinkedLayout } from './layout.js';
 import { candidatesFor, type Candidate, type CandidateKind, type Site } from './candidates.js';
 import { checkRepair, proveCandidate, type CtxFields, type ProofMethod } from './proof.js';
-import { contextMadeFree, ctxFieldName } from './ctxfree.js';
+import { contextNamed, ctxFieldName } from './ctxfree.js';
 import { originOf, tagOrigins } from './origin.js';
 import { callDepth } from './inline.js';
 import { sectionNamed } from './edit.js';
@@ -184,9 +184,16 @@ function stepRuns(obj: BpfObject, step: number): { section: string; index: numbe
   return out;
 }
 
-/** The context field values a counterexample sets through the proof's fresh values (ctxfree.ts). */
+/** The context field values a counterexample sets (its context bytes, as u32 fields; or fresh values standing for fields). */
 export function contextOf(cex: Counterexample, progType: string, fields: CtxFields): Record<string, string> {
   const out: Record<string, string> = {};
+  if (cex.ctx && contextNamed(progType)) {
+    const bytes = Buffer.from(cex.ctx, 'hex');
+    for (let off = 0; off + 4 <= bytes.length; off += 4) {
+      const w = bytes.readUInt32LE(off);
+      if (w) out[ctxFieldName(progType, off)] = w.toString();
+    }
+  }
   for (const [h, v] of Object.entries(cex.helpers)) {
     const m = /^h(\d+)#(\d+)$/.exec(h);
     const f = m ? fields.get(Number(m[1])) : undefined;
@@ -210,7 +217,7 @@ export function describeInput(cex: Counterexample, progType: string, fields: Ctx
       parts.push(`${ctxFieldName(progType, f.off)} = ${val}${Number(m[2]) > 0 ? ` (read ${Number(m[2]) + 1})` : ''}`);
     }
   }
-  if (cex.ctx && !contextMadeFree(progType)) {
+  if (cex.ctx && contextNamed(progType)) {
     const bytes = Buffer.from(cex.ctx, 'hex');
     for (let off = 0; off + 4 <= bytes.length; off += 4) {
       const w = bytes.readUInt32LE(off);

@@ -2,7 +2,7 @@
 // BTF signature), helper calls (prototypes and map compatibility in helpers.ts), callbacks of
 // bpf_loop and bpf_for_each_map_elem, and the checks at program, function and callback exit.
 import { CALL_HELPER, CALL_KFUNC, CALL_PSEUDO, CLASS, SRC_X, opClass, srcBit } from '../isa/index.js';
-import { constValue, isConst } from './scalar.js';
+import { constValue, isConst, scalarConst } from './scalar.js';
 import { NOT_INIT, RT, RT_NAME, UNKNOWN_REG, cloneState, cur, isSockType, mapAllRegs, newFrame, ptrReg, type Reg, type State } from './state.js';
 import { helperFor, mapAllowedFor, type ArgKind } from './helpers.js';
 import { BPF_MAX_VAR_SIZ, MAX_CALL_FRAMES, type Env, type Step } from './env.js';
@@ -182,6 +182,17 @@ function globalCall(env: Env, st: State, args: GlobalArg[], fn: number): void {
         const p = reg.nul ? { ...reg, nul: false } : reg;
         helperMem(env, st, r, p, BigInt(a.size), BigInt(a.size), 'read');
         helperMem(env, st, r, p, BigInt(a.size), BigInt(a.size), 'write');
+        // check_mem_reg checks the argument as BPF_WRITE too: check_stack_range_initialized
+        // clobbers the caller's bytes there (zero and spilled slots become unknown, STACK_MISC) —
+        // the function may write through the pointer
+        if (p.t === RT.STACK && a.size > 0) {
+          if (isConst(p.s)) markStackMisc(env, st, p, a.size);
+          else {
+            // every byte a variable offset may reach
+            const lo = p.s.smin, hi = p.s.smax;
+            markStackMisc(env, st, { ...p, s: scalarConst(lo) }, Number(hi - lo) + a.size);
+          }
+        }
         break;
       }
       case 'unsupported': env.fail(`global function argument: ${a.why}`);

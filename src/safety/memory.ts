@@ -59,6 +59,13 @@ function atomic(env: Env, st: State, insn: SafetyInsn, size: number): void {
   }
   // Pointer operands are allowed for privileged programs (allow_ptr_leaks); the result is unknown.
   if (ptr.t !== RT.STACK && ptr.t !== RT.MAP_VALUE && ptr.t !== RT.MEM) env.fail(`BPF_ATOMIC stores into R${insn.dst} ${RT_NAME[ptr.t]} is not allowed`);
+  // check_atomic → check_mem_access(..., strict_alignment_once = true): atomics are always strictly
+  // aligned, whatever the program's alignment mode (check_generic_ptr_alignment)
+  if (ptr.t !== RT.STACK && !tnumIsAligned(tnumAdd(ptr.s.t, tnumConst(BigInt(ptr.off + insn.off))), size)) {
+    const t = ptr.s.t;
+    const varOff = t.m === 0n ? `${BigInt.asIntN(64, t.v)}` : `(0x${t.v.toString(16)}; 0x${t.m.toString(16)})`;
+    env.fail(`misaligned ${ptr.t === RT.MAP_VALUE ? 'value ' : ''}access off ${varOff}+${ptr.off}+${insn.off} size ${size}`);
+  }
   access(env, st, insn.dst, ptr, insn.off, size, 'read', null);
   access(env, st, insn.dst, ptr, insn.off, size, 'write', UNKNOWN_REG);
   const fetched = scalarReg(size === 8 ? UNKNOWN : zext32(UNKNOWN));

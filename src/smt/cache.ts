@@ -143,6 +143,8 @@ export function windowKey(a: IrInsn[], b: IrInsn[], pre: WindowPre, post: Window
     o.memTypes ?? true,
     o.mapTypes ?? true,
     o.offsets ?? true,
+    o.ctx ?? 'production',
+    o.maxFrames ?? 64,
   ].join('|');
 }
 

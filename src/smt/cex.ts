@@ -79,7 +79,8 @@ export function counterexample(M: Machine, env: Env, obs: Observable[], regNames
   const pktBytes = env.arrays.get('mem:pkt');
   let packet: string | null = null;
   if (pktLen !== undefined) {
-    const n = Number(pktLen);
+    // a production packet may be up to 4 GiB long: only its first 64 KiB are spelled out
+    const n = Math.min(Number(pktLen), 0x10000);
     const b = new Uint8Array(n);
     for (const [i, v] of pktBytes ?? []) if (i < BigInt(n)) b[Number(i)] = Number(v);
     packet = Buffer.from(b).toString('hex');

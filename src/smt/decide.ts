@@ -17,11 +17,16 @@ export interface Query {
   /** Facts every input satisfies. */
   assume: Term[];
   diff: Term;
+  /** Inputs on which a side reaches code the model cannot follow: if any is possible, never "equal". */
+  havoc?: Term;
+  /** Facts of inputs the interpreter can replay (the test-run context): counterexamples are sought there first. */
+  prefer?: Term;
 }
 
 export type Verdict =
   | { equivalent: true; via: 'syntactic' | 'solver' }
-  | { equivalent: false; via: 'random' | 'solver'; env: Env }
+  /** `preferred`: the input satisfies Query.prefer (replayable in the interpreter). */
+  | { equivalent: false; via: 'random' | 'solver'; env: Env; preferred: boolean }
   | { equivalent: null; reason: string };
 
 export interface DecideOptions {
@@ -102,6 +107,7 @@ export function randomEnv(seed: number, hints: bigint[] = [], fixed?: FixedArr, 
       return BASE_LO + (BigInt(regionIds.get(name)!) << 33n) + (BigInt(1 + int(0xfffff)) << 12n);
     }
     if (name === 'pkt_len') return BigInt([0, 1, 14, 20, 34, 42, 54, 64, 100, int(128), int(1600)][int(11)]!);
+    if (name === 'meta_len') return int(8) === 0 ? BigInt(4 * int(9)) : 0n;
     if (name.startsWith('off:') || name.startsWith('idx:')) return BigInt(int(64));
     if (name.startsWith('tail#')) return BigInt(int(2));
     if (w === 1) return BigInt(int(2));
@@ -123,11 +129,36 @@ export function randomEnv(seed: number, hints: bigint[] = [], fixed?: FixedArr, 
   return env;
 }
 
-/** Evaluates the query on `env`: true when the assumptions hold and the sides differ. */
+/** Evaluates the query on `env`: true when the assumptions hold and the sides differ (on an input the model follows). */
 export function differsOn(q: Query, env: Env): boolean {
   const ev = new Evaluator(env);
   for (const a of q.assume) if (!ev.bool(a)) return false;
+  if (q.havoc && ev.bool(q.havoc)) return false;
   return ev.bool(q.diff);
+}
+
+/** `env` with the context bytes and metadata length the test run fixes (per-region memories only), or null. */
+function testRunPatched(q: Query, env: Env): Env | null {
+  if (q.flat || !q.fixed) return null;
+  const e = new Env(() => 0n, () => 0n);
+  for (const [k, v] of env.vars) e.vars.set(k, k === 'meta_len' ? 0n : v);
+  for (const [k, m] of env.arrays) e.arrays.set(k, new Map(m));
+  const ctx = e.arrays.get('mem:ctx') ?? new Map<bigint, bigint>();
+  e.arrays.set('mem:ctx', ctx);
+  for (let i = 0n; i < 256n; i++) {
+    const f = q.fixed('mem:ctx', i, e);
+    if (f !== undefined) ctx.set(i, f);
+  }
+  return e;
+}
+
+const holds = (t: Term | undefined, env: Env): boolean => t === undefined || new Evaluator(env).bool(t);
+
+function envOf(model: { vars: Map<string, bigint>; arrays: Map<string, { entries: Map<bigint, bigint> }> }): Env {
+  const env = new Env(() => 0n, () => 0n);
+  for (const [k, v] of model.vars) env.vars.set(k, v);
+  for (const [k, a] of model.arrays) env.arrays.set(k, new Map(a.entries));
+  return env;
 }
 
 export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
@@ -158,22 +189,41 @@ export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
         }
       }
       try {
-        if (differsOn(q, env)) return { equivalent: false, via: 'random', env };
+        // random inputs follow the test run (fixed context fields): only replayable ones are taken
+        if (differsOn(q, env) && holds(q.prefer, env)) return { equivalent: false, via: 'random', env, preferred: true };
       } catch (e) {
         if (process.env.K2_SMT_DEBUG) console.error('random test failed:', e);
         break; // formula not evaluable concretely (should not happen); leave it to the solver
       }
     }
   }
-  const formula = T.band(...q.assume, q.diff);
+  // "equal" needs: no input where the sides differ, and no input reaching code the model cannot follow
+  const havoc = q.havoc ?? T.F;
+  const formula = T.band(...q.assume, T.bor(q.diff, havoc));
   if (formula === T.F) return { equivalent: true, via: 'syntactic' };
+  const t0 = performance.now();
+  const left = (): number => Math.max(1, o.timeoutMs - (performance.now() - t0));
   const r = await solve(formula, o.timeoutMs, o.rlimit);
   if (r.result === 'unsat') return { equivalent: true, via: 'solver' };
   if (r.result === 'unknown') return { equivalent: null, reason: `solver: ${r.reason || 'unknown'}` };
-  const env = new Env(() => 0n, () => 0n);
-  for (const [k, v] of r.model.vars) env.vars.set(k, v);
-  for (const [k, a] of r.model.arrays) env.arrays.set(k, new Map(a.entries));
+  let env = envOf(r.model);
+  if (holds(havoc, env)) {
+    // some input reaches code the model cannot follow: look for a difference elsewhere
+    const r2 = await solve(T.band(...q.assume, q.diff, T.bnot(havoc)), left(), o.rlimit);
+    if (r2.result !== 'sat') return { equivalent: null, reason: 'unsupported: some inputs reach code the model does not follow (ld_abs/ld_ind at a negative offset)' };
+    env = envOf(r2.model);
+  }
   // Confirm the model concretely (guards against a translation bug ever turning into a wrong answer).
   if (!differsOn(q, env)) return { equivalent: null, reason: 'solver model did not reproduce the difference' };
-  return { equivalent: false, via: 'solver', env };
+  if (holds(q.prefer, env)) return { equivalent: false, via: 'solver', env, preferred: true };
+  // a difference for a production context: prefer one the interpreter can replay, if there is one —
+  // first the same input with the test run's fixed context bytes, then the solver
+  const patched = testRunPatched(q, env);
+  if (patched && differsOn(q, patched) && holds(q.prefer, patched)) return { equivalent: false, via: 'solver', env: patched, preferred: true };
+  const r3 = await solve(T.band(...q.assume, q.diff, T.bnot(havoc), q.prefer!), Math.min(o.timeoutMs, 5000), o.rlimit);
+  if (r3.result === 'sat') {
+    const e3 = envOf(r3.model);
+    if (differsOn(q, e3) && holds(q.prefer, e3)) return { equivalent: false, via: 'solver', env: e3, preferred: true };
+  }
+  return { equivalent: false, via: 'solver', env, preferred: false };
 }

@@ -2,7 +2,7 @@
 // the symbolic map state, tail calls, ring buffers (see helpers.ts for which helper is which).
 import { show, type Term } from './term.js';
 import type { Machine } from './machine.js';
-import { HELPERS, type MemArg } from './helpers.js';
+import { HELPERS, MAX_VAR_SIZE, argBits, type MemArg } from './helpers.js';
 import { ERR, MAP_TYPE, NotAMap, Unsupported, type MapInfo, type PathEnd, type State } from './machine-types.js';
 
 /** Executes a helper call; returns the continuing states (first = `st`), or null if none. */
@@ -33,7 +33,7 @@ export function call(M: Machine, st0: State, id: number, ends: PathEnd[], nulChe
       }
     case 'tail_call': {
       const k = st.effects.length;
-      st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, regs[3]!]];
+      st.effects = [...st.effects, [T.bv(BigInt(id), 64), regs[1]!, regs[2]!, argTerm(M, st, id, 3)]];
       const taken = T.var(`tail#${k}`, 0);
       const t = st.clone();
       t.pc = T.band(st.pc, taken);
@@ -42,12 +42,26 @@ export function call(M: Machine, st0: State, id: number, ends: PathEnd[], nulChe
       regs[0] = T.var(`ret#${k}`, 64);
       return [st];
     }
+    case 'skb_load_bytes': {
+      // a pure read of the packet (net/core/filter.c): skb_header_pointer(skb, offset, len) from
+      // the linear part or the paged one up to skb->len; on failure the buffer is zeroed, -EFAULT
+      if (!M.ctx.packet) throw new Unsupported(`${spec.name} without packet data`);
+      const off = argTerm(M, st, id, 2), len = argTerm(M, st, id, 4);
+      const skbLen = M.ctx.lenField !== undefined ? T.zext(M.initialCtxU32(M.ctx.lenField), 32) : M.pktLen;
+      const ok = T.band(T.ule(off, T.bv(0x7fffffffn, 64)), T.ule(T.add(off, len), skbLen));
+      const byte = (i: number): Term => T.ite(ok, M.packetByte(st, T.add(off, T.bv(i, 64))), T.bv(0n, 8));
+      if (!writeBytes(M, st, regs[3]!, len, byte, null, ends, spec.name)) return null;
+      st.regs[0] = T.ite(ok, T.bv(0n, 64), T.bv(ERR(14), 64));
+      return [st];
+    }
     case 'effect': {
       const k = st.effects.length;
+      if (spec.external !== undefined && M.resolve(regs[spec.external]!)) throw new Unsupported(`${spec.name} from the program's own memory`);
+      if (spec.readsPacket && M.packetWritten(st)) throw new Unsupported(`${spec.name} after the program wrote the packet`);
       const rec: Term[] = [T.bv(BigInt(id), 64)];
-      for (let i = 1; i <= spec.args; i++) rec.push(regs[i]!);
+      for (let i = 1; i <= spec.args; i++) rec.push(argTerm(M, st, id, i));
       for (const r of spec.reads ?? []) {
-        const size = memArgSize(M, st, r, spec.name);
+        const size = memArgSize(M, st, r, spec.name, id);
         if (size === 0) {
           if (id === 6) {
             // trace_printk with an empty format: -EINVAL, nothing printed
@@ -77,7 +91,7 @@ export function call(M: Machine, st0: State, id: number, ends: PathEnd[], nulChe
       let pwBytes: Term | null = null;
       if (pw) {
         // the bytes being replaced are part of the call's identity (the result depends on them)
-        const size = memArgSize(M, st, { ptr: pw.off, size: pw.size }, spec.name);
+        const size = memArgSize(M, st, { ptr: pw.off, size: pw.size }, spec.name, id);
         const at = T.add(M.baseVar('pkt'), T.resize(T.extract(31, 0, regs[pw.off]!), 64));
         const inside = T.band(T.ule(T.bv(BigInt(size), 64), M.pktLen), T.ule(T.resize(T.extract(31, 0, regs[pw.off]!), 64), T.sub(M.pktLen, T.bv(BigInt(size), 64))));
         const [yes, no] = fork(M, st, inside);
@@ -98,14 +112,11 @@ export function call(M: Machine, st0: State, id: number, ends: PathEnd[], nulChe
       }
       st.effects = [...st.effects, rec];
       for (const wr of spec.writes ?? []) {
-        const size = memArgSize(M, st, wr, spec.name);
-        if (size > 0 && M.isCtx(regs[wr.ptr]!)) {
-          M.endPath(st, T.T, ends, 'helper writes context memory');
-          return null;
-        }
-        for (let i = 0; i < size; i++) {
-          if (!M.store(st, T.add(regs[wr.ptr]!, T.bv(i, 64)), 1, T.var(`out#${k}.${i}`, 8), ends)) return null;
-        }
+        // the bytes written: fresh values per trace position, shared by both programs (a string
+        // copy writes those of them the source decides, also shared)
+        const size = typeof wr.size === 'number' ? T.bv(BigInt(wr.size), 64) : argTerm(M, st, id, wr.size.arg);
+        const also = spec.str ? (i: number): Term => T.var(`wr#${k}.${i}`, 0) : null;
+        if (!writeBytes(M, st, regs[wr.ptr]!, size, (i) => T.var(`out#${k}.${i}`, 8), also, ends, spec.name)) return null;
       }
       st.regs[0] = T.var(`ret#${k}`, 64);
       return [st];
@@ -147,12 +158,60 @@ export function helperLoad(M: Machine, st: State, addr: Term, n: number, ends: P
   return M.load(st, addr, n, ends, what);
 }
 
-export function memArgSize(M: Machine, st: State, a: MemArg, name: string): number {
+/** Argument `arg` of helper `id` as the helper sees it (a u32 parameter: the low 32 bits, zero-extended). */
+export function argTerm(M: Machine, st: State, id: number, arg: number): Term {
+  const v = st.regs[arg]!;
+  return argBits(id, arg) === 32 ? M.T.zext(M.T.extract(31, 0, v), 32) : v;
+}
+
+/** A constant size argument (reads need one). */
+export function memArgSize(M: Machine, st: State, a: MemArg, name: string, id = -1): number {
   if (typeof a.size === 'number') return a.size;
-  const s = st.regs[a.size.arg]!;
-  if (s.op !== 'const') throw new Unsupported(`${name} with a variable size`);
-  if (s.v > 4096n) throw new Unsupported(`${name} of ${s.v} bytes`);
+  const s = argTerm(M, st, id, a.size.arg);
+  if (s.op !== 'const') throw new Unsupported(`${name} reading a variable number of bytes`);
+  if (s.v > BigInt(MAX_VAR_SIZE)) throw new Unsupported(`${name} of ${s.v} bytes`);
   return Number(s.v);
+}
+
+/**
+ * A helper writes `size` bytes at `ptr` (byte i = `byte(i)`, only where `also(i)` holds when given).
+ * A variable size is bounded by the destination: bytes up to the end of its region (stack frame,
+ * map value, ...) are written conditionally (i < size), a larger size is a fault (the verifier
+ * checks the size against the buffer). False when the path ended.
+ */
+export function writeBytes(M: Machine, st: State, ptr: Term, size: Term, byte: (i: number) => Term, also: ((i: number) => Term) | null, ends: PathEnd[], what: string): boolean {
+  const T = M.T;
+  if (size.op === 'const') {
+    if (size.v > BigInt(MAX_VAR_SIZE)) throw new Unsupported(`${what} of ${size.v} bytes`);
+    const n = Number(size.v);
+    if (n > 0 && M.isCtx(ptr)) {
+      M.endPath(st, T.T, ends, 'helper writes context memory');
+      return false;
+    }
+    for (let i = 0; i < n; i++) {
+      const at = T.add(ptr, T.bv(i, 64));
+      if (!(also ? M.storeByteIf(st, at, byte(i), also(i), ends) : M.store(st, at, 1, byte(i), ends))) return false;
+    }
+    return true;
+  }
+  const r = M.resolve(ptr);
+  if (!r || r.off.op !== 'const' || typeof r.region.hi !== 'bigint' || r.region.kind === 'ctx') throw new Unsupported(`${what} with a variable size into memory of unknown extent`);
+  const off = BigInt.asIntN(64, r.off.v);
+  const avail = off < r.region.lo ? 0n : r.region.hi - off > 0n ? r.region.hi - off : 0n;
+  // more bytes than the buffer has: out of bounds
+  if (!M.guard(st, T.ult(T.bv(avail, 64), size), ends, `${what} beyond its buffer`)) return false;
+  const n = avail > BigInt(MAX_VAR_SIZE) ? MAX_VAR_SIZE : Number(avail);
+  if (BigInt(n) < avail) {
+    // sizes beyond what is modelled: the model cannot say
+    const big = T.band(st.pc, T.ult(T.bv(BigInt(n), 64), size));
+    M.havoc.push(big);
+    st.pc = T.band(st.pc, T.bnot(big));
+  }
+  for (let i = 0; i < n; i++) {
+    const cond = T.band(T.ult(T.bv(BigInt(i), 64), size), also ? also(i) : T.T);
+    if (!M.storeByteIf(st, T.add(ptr, T.bv(i, 64)), byte(i), cond, ends)) return false;
+  }
+  return true;
 }
 
 export function mapArg(M: Machine, st: State, reg: number, what: string): MapInfo {

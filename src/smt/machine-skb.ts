@@ -1,5 +1,6 @@
 // Context bytes of __sk_buff that BPF_PROG_TEST_RUN derives from the packet (src/interp/ctx.ts),
-// as assumptions of whole-program queries (part of the symbolic machine, machine.ts).
+// as test-run facts of whole-program queries (part of the symbolic machine, machine.ts): never
+// assumed in proofs (a production skb's protocol need not match its first bytes: tunnels, no L2).
 import type { Term } from './term.js';
 import type { Machine } from './machine.js';
 
@@ -9,7 +10,7 @@ import type { Machine } from './machine.js';
  * cgroup and lwt programs the packet starts at the network header and the Ethernet header is
  * known only through protocol and packet type.
  */
-export function skbDerivedFields(M: Machine, ctxByte: (off: number) => Term): void {
+export function skbDerivedFields(M: Machine, ctxByte: (off: number) => Term, A: Term[]): void {
   const T = M.T;
   const l2 = M.env.progType === 'sched_cls' || M.env.progType === 'sched_act';
   const pktByte = (off: number): Term =>
@@ -17,7 +18,6 @@ export function skbDerivedFields(M: Machine, ctxByte: (off: number) => Term): vo
   const u32 = (off: number): Term => T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off));
   const z8 = T.bv(0n, 8);
   const lenAtLeast = (n: number): Term => T.ule(T.bv(BigInt(n), 64), M.pktLen);
-  const A = M.assumptions;
   // protocol: the Ethernet type as stored big-endian (bytes 16, 17), upper half zero
   A.push(T.eq(ctxByte(18), z8), T.eq(ctxByte(19), z8));
   let proto: Term; // 16-bit value, host order

@@ -2,6 +2,7 @@
 // maps and code as the machine sees them, regions, per-path states and path ends.
 import type { IrInsn } from '../ir/types.js';
 import type { Term } from './term.js';
+import type { Facts } from './ranges.js';
 
 export class Unsupported extends Error {
   constructor(message: string) {
@@ -34,6 +35,14 @@ export interface MachineOptions {
   merge?: boolean;
   /** performance.now() after which symbolic execution gives up (answer null): bounds the encoding's time. */
   deadline?: number;
+  /**
+   * The context the program runs with: 'production' (default) — every field the kernel does not
+   * fix is free, within what the kernel guarantees (ctxmodel.ts); 'test-run' — as BPF_PROG_TEST_RUN
+   * fills it (what the interpreter runs), for tools that only care about test runs.
+   */
+  ctx?: 'production' | 'test-run';
+  /** Deepest bpf-to-bpf call chain followed (frames including the entry's); default 64. */
+  maxFrames?: number;
 }
 
 export interface WorkItem {
@@ -94,6 +103,8 @@ export interface Region {
   base: Term;
   /** Valid offsets [lo, hi) for fault checks; hi null = unknown (no check); 'len' = packet length. */
   lo: bigint;
+  /** Symbolic lower bound (≤ lo) when there is one: the packet's metadata below data. */
+  loTerm?: Term;
   hi: bigint | 'len' | null;
   writable: boolean;
   map?: MapInfo;
@@ -129,6 +140,8 @@ export class State {
   back: number;
   /** Instruction at which this state was split from a merged one (not to be merged again there). */
   splitAt = -1;
+  /** Bounds on terms from the branches this path took (ranges.ts). */
+  facts: Facts = new Map();
   constructor(regs: Term[], pc: Term) {
     this.back = 0;
     this.regs = regs;
@@ -151,6 +164,7 @@ export class State {
     s.lenMin = this.lenMin;
     s.steps = this.steps;
     s.back = this.back;
+    s.facts = this.facts;
     return s;
   }
 }
@@ -170,6 +184,13 @@ export const FALLTHROUGH = '$next';
 // Kernel addresses: bases live in [BASE_LO, BASE_HI); offsets stay far below 2^39.
 export const BASE_LO = (1n << 64n) - (1n << 48n);
 export const BASE_HI = (1n << 64n) - (1n << 40n);
-export const MAX_PKT = 0xffffn;
+/**
+ * data_end - data: the linear part of the packet, below 4 GiB (skb_headlen() and an XDP buffer are
+ * sizes of one allocation). Not 0xffff: that is the verifier's bound on packet offsets
+ * (MAX_PACKET_OFF), not on packets — a GRO'd skb or a pulled one can have a longer head.
+ */
+export const MAX_PKT = 0xffffffffn;
+/** The test run's packets fit in a page (bpf_test_init: size <= PAGE_SIZE - headroom - tailroom). */
+export const TEST_RUN_MAX_PKT = 3520n;
 
 export const ERR = (e: number): bigint => BigInt.asUintN(64, BigInt(-e));

@@ -15,12 +15,13 @@ import { Terms, mask, type Term } from './term.js';
 import { ctxLayout, type CtxLayout } from './ctxmodel.js';
 import { helperName } from './helpers.js';
 import {
-  BASE_HI, BASE_LO, FALLTHROUGH, MAP_TYPE, MAX_PKT, NeedFlat, State, Unsupported, before, mergeable, placeKey,
+  BASE_HI, BASE_LO, FALLTHROUGH, MAP_TYPE, MAX_PKT, NeedFlat, TEST_RUN_MAX_PKT, State, Unsupported, before, mergeable, placeKey,
   type CodeEnv, type MachineOptions, type MapInfo, type Mem, type PathEnd, type Region, type WorkItem,
 } from './machine-types.js';
 import { skbDerivedFields } from './machine-skb.js';
 import { alu, atomic } from './machine-alu.js';
 import { call, fork } from './machine-helpers.js';
+import { decideByRanges, learnFacts, type Iv } from './ranges.js';
 
 export * from './machine-types.js';
 
@@ -38,6 +39,12 @@ export class Machine {
   private mapByVar = new Map<number, MapInfo>();
   readonly pktLen: Term;
   readonly ctxBase: Term;
+  /** data - data_meta (bytes of metadata; -1 when data_meta = data + 1), or null without data_meta. */
+  readonly metaLen: Term | null;
+  /** The test-run model's facts about the inputs (fixed context fields, no metadata, a page-sized packet). */
+  readonly testRun: Term[] = [];
+  /** Path conditions where the model cannot say what the kernel does (a query whose inputs may reach one is not "equal"). */
+  readonly havoc: Term[] = [];
   private labelCache = new Map<string, Map<string, number>>();
 
   constructor(T: Terms, env: CodeEnv, opts: MachineOptions) {
@@ -50,19 +57,33 @@ export class Machine {
     this.assumptions.push(T.ule(this.pktLen, T.bv(MAX_PKT, 64)));
     this.ctxBase = this.baseVar('ctx');
     this.addRegion({ kind: 'ctx', mem: 'ctx', base: this.ctxBase, lo: 0n, hi: this.ctx.size === null ? null : BigInt(this.ctx.size), writable: true });
-    this.addRegion({ kind: 'pkt', mem: 'pkt', base: this.baseVar('pkt'), lo: 0n, hi: 'len', writable: true });
-    // Context bytes with known contents (test-run conventions shared with the interpreter).
+    // data_meta = data - meta_len (meta_len -1: data_meta = data + 1, no metadata support): the
+    // metadata bytes are packet bytes at negative offsets, valid down to -meta_len
+    this.metaLen = this.ctx.meta ? T.var('meta_len', 64) : null;
+    const pktLo = this.metaLen ? T.ite(T.slt(this.metaLen, T.bv(0n, 64)), T.bv(0n, 64), T.neg(this.metaLen)) : undefined;
+    this.addRegion({ kind: 'pkt', mem: 'pkt', base: this.baseVar('pkt'), lo: 0n, ...(pktLo ? { loTerm: pktLo } : {}), hi: 'len', writable: true });
     const ctxByte = (off: number): Term =>
       this.flat ? T.select(T.avar('mem:flat', 64, 8), T.add(this.ctxBase, T.bv(off, 64))) : T.select(T.avar('mem:ctx', 64, 8), T.bv(off, 64));
+    const u32 = (off: number): Term => T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off));
+    // What the kernel guarantees on every run (the production model: proofs hold for these contexts).
+    for (const off of this.ctx.nonZeroU32) this.assumptions.push(T.neq(u32(off), T.bv(0n, 32)));
+    for (const [off, max] of this.ctx.bounds ?? []) this.assumptions.push(T.ule(u32(off), T.bv(max, 32)));
+    if (this.ctx.lenField !== undefined) this.assumptions.push(T.ule(this.pktLen, T.zext(u32(this.ctx.lenField), 32)));
+    if (this.metaLen && this.ctx.meta) {
+      const ok = T.ule(this.metaLen, T.bv(BigInt(this.ctx.meta.maxLen), 64));
+      this.assumptions.push(this.ctx.meta.invalid ? T.bor(ok, T.eq(this.metaLen, T.bv(-1n, 64))) : ok);
+    }
+    // What BPF_PROG_TEST_RUN gives (src/interp/ctx.ts): only assumed with `ctx: 'test-run'`, else a
+    // preference for counterexamples the interpreter can replay.
     for (const [off, v] of this.ctx.fixed) {
       const val = typeof v === 'number' ? T.bv(v, 8) : T.extract(8 * v.lenByte + 7, 8 * v.lenByte, this.pktLen);
-      this.assumptions.push(T.eq(ctxByte(off), val));
+      this.testRun.push(T.eq(ctxByte(off), val));
     }
-    for (const off of this.ctx.nonZeroU32) {
-      this.assumptions.push(T.neq(T.concat(ctxByte(off + 3), ctxByte(off + 2), ctxByte(off + 1), ctxByte(off)), T.bv(0n, 32)));
-    }
+    if (this.metaLen) this.testRun.push(T.eq(this.metaLen, T.bv(0n, 64)));
+    this.testRun.push(T.ule(this.pktLen, T.bv(TEST_RUN_MAX_PKT, 64)));
     // whole programs only: windows keep these context bytes free (a superset of inputs, still sound)
-    if (this.ctx.name === '__sk_buff' && env.whole) skbDerivedFields(this, ctxByte);
+    if (this.ctx.name === '__sk_buff' && env.whole) skbDerivedFields(this, ctxByte, this.testRun);
+    if (opts.ctx === 'test-run') this.assumptions.push(...this.testRun);
     for (const m of env.maps) {
       if (m.data || this.arrayLike(m)) {
         this.addRegion({ kind: 'mapval', mem: `mv:${m.name}`, base: this.baseVar(`mv:${m.name}`), lo: 0n, hi: BigInt(m.maxEntries * m.valueSize), writable: !m.readonly, map: m });
@@ -71,7 +92,7 @@ export class Machine {
     }
   }
 
-  /** For random inputs: the value of a context byte the model fixes (see CtxLayout.fixed). */
+  /** For random inputs: the value of a context byte the test run fixes (see CtxLayout.fixed). */
   fixedByte(name: string, idx: bigint, env: { get(name: string, w: number): bigint }): bigint | undefined {
     let off: bigint;
     if (name === 'mem:ctx') off = idx;
@@ -80,7 +101,7 @@ export class Machine {
     if (off < 0n || off >= 256n) return undefined;
     const f = this.ctx.fixed.get(Number(off));
     if (f !== undefined) return typeof f === 'number' ? BigInt(f) : (env.get('pkt_len', 64) >> BigInt(8 * f.lenByte)) & 0xffn;
-    for (const z of this.ctx.nonZeroU32) if (Number(off) === z) return 1n;
+    for (const z of this.ctx.nonZeroU32) if (Number(off) >= z && Number(off) < z + 4) return Number(off) === z ? 1n : 0n;
     return undefined;
   }
 
@@ -105,7 +126,7 @@ export class Machine {
   }
   private span(r: Region): [Term, Term] {
     const T = this.T;
-    const lo = T.add(r.base, T.bv(r.lo, 64));
+    const lo = T.add(r.base, r.loTerm ?? T.bv(r.lo, 64));
     const hi = r.hi === 'len' ? T.add(r.base, this.pktLen) : T.add(r.base, T.bv(r.hi ?? 1n << 32n, 64));
     return [lo, hi];
   }
@@ -240,7 +261,7 @@ export class Machine {
         if (g.hi === null) continue;
         const off = T.sub(addr, g.base);
         const hi = g.hi === 'len' ? this.pktLen : T.bv(g.hi, 64);
-        inside.push(T.band(T.sle(T.bv(g.lo, 64), off), T.sle(T.add(off, T.bv(BigInt(n), 64)), hi), T.slt(off, T.add(off, T.bv(BigInt(n), 64)))));
+        inside.push(T.band(T.sle(g.loTerm ?? T.bv(g.lo, 64), off), T.sle(T.add(off, T.bv(BigInt(n), 64)), hi), T.slt(off, T.add(off, T.bv(BigInt(n), 64)))));
       }
       fault = T.bnot(T.bor(...inside));
     }
@@ -267,17 +288,21 @@ export class Machine {
     const nn = BigInt(n);
     if (off.op === 'const') {
       const o = BigInt.asIntN(64, off.v);
-      if (o < region.lo) return T.T;
-      if (region.hi === 'len') {
-        if (o + nn <= st.lenMin) return T.F;
-        if (o + nn > MAX_PKT) return T.T;
-        return T.slt(this.pktLen, T.bv(o + nn, 64));
+      let low: Term = T.F;
+      if (o < region.lo) {
+        if (!region.loTerm) return T.T;
+        low = T.slt(T.bv(o, 64), region.loTerm); // metadata below the packet data
       }
-      return T.bool(o + nn > region.hi);
+      if (region.hi === 'len') {
+        if (o + nn <= st.lenMin) return low;
+        if (o + nn > MAX_PKT) return T.T;
+        return T.bor(low, T.slt(this.pktLen, T.bv(o + nn, 64)));
+      }
+      return T.bor(low, T.bool(o + nn > region.hi));
     }
     const end = T.add(off, T.bv(nn, 64));
     const hi = region.hi === 'len' ? this.pktLen : T.bv(region.hi, 64);
-    return T.bor(T.slt(off, T.bv(region.lo, 64)), T.slt(hi, end), T.slt(end, off));
+    return T.bor(T.slt(off, region.loTerm ?? T.bv(region.lo, 64)), T.slt(hi, end), T.slt(end, off));
   }
 
   /** Reads `n` bytes (little-endian) at `addr`; null when the path faulted (already recorded). */
@@ -406,6 +431,8 @@ export class Machine {
       this.step(item.st, item.sec, item.idx, ends, work);
       if (ends.length + work.length > this.opts.maxPaths) throw new Unsupported(`more than ${this.opts.maxPaths} paths`);
     }
+    // every path went where the model cannot follow (havoc): an end no input takes keeps the observables well-formed
+    if (ends.length === 0) ends.push({ pc: this.T.F, kind: 'fault', state: init, reason: 'no path the model follows' });
     return ends;
   }
 
@@ -450,6 +477,13 @@ export class Machine {
     s.lenMin = a.lenMin < b.lenMin ? a.lenMin : b.lenMin;
     s.steps = Math.max(a.steps, b.steps);
     s.back = a.back;
+    // facts that hold on either path: the hull of the bounds both have
+    const facts = new Map<number, Iv>();
+    for (const [k, x] of a.facts) {
+      const y = b.facts.get(k);
+      if (y) facts.set(k, { ulo: x.ulo < y.ulo ? x.ulo : y.ulo, uhi: x.uhi > y.uhi ? x.uhi : y.uhi, slo: x.slo < y.slo ? x.slo : y.slo, shi: x.shi > y.shi ? x.shi : y.shi });
+    }
+    s.facts = facts;
     return s;
   }
 
@@ -507,7 +541,10 @@ export class Machine {
         if (op === JMP.CALL) {
           if (insn.src === 1) {
             if (!insn.callee) throw new Unsupported('bpf-to-bpf call without a callee');
-            if (st.frames.length >= 7) throw new Unsupported('call depth exceeds 8 frames');
+            // the verifier stops at 8 frames (MAX_CALL_FRAMES); the semantics do not, and a program it
+            // rejects for depth (the input of a call-depth repair) is still compared
+            const maxFrames = this.opts.maxFrames ?? 64;
+            if (st.frames.length + 1 >= maxFrames) throw new Unsupported(`call depth exceeds ${maxFrames} frames`);
             if (!this.env.whole) throw new Unsupported('bpf-to-bpf call inside a window');
             st.frames.push({ section: sec, ret: idx + 1, saved: st.regs.slice(6, 11) });
             const depth = st.frames.length;
@@ -558,7 +595,12 @@ export class Machine {
           idx = target!;
           continue;
         }
-        const cond = this.condition(insn, st);
+        let cond = this.condition(insn, st);
+        if (cond !== T.T && cond !== T.F) {
+          // a condition the path's earlier branches already decide does not fork
+          const d = decideByRanges(T, st.facts, cond);
+          if (d !== null) cond = T.bool(d);
+        }
         if (cond === T.T) {
           if (leaveLabel !== null) return go(st);
           if (backward) st.back++;
@@ -572,8 +614,10 @@ export class Machine {
         const taken = st.clone();
         taken.pc = T.band(st.pc, cond);
         this.learn(taken, cond);
+        taken.facts = learnFacts(st.facts, cond);
         st.pc = T.band(st.pc, T.bnot(cond));
         this.learn(st, T.bnot(cond));
+        st.facts = learnFacts(st.facts, T.bnot(cond));
         go(taken);
         if (this.opts.merge !== false) {
           work.push({ st, sec, idx: idx + 1 });
@@ -588,32 +632,7 @@ export class Machine {
         continue;
       }
       if (cls === CLASS.LD) {
-        // ld_abs / ld_ind (skb programs): big-endian packet load; out of bounds → the program returns 0.
-        if (!this.ctx.packet) throw new Unsupported('ld_abs/ld_ind without packet data');
-        const n = sizeBytes(insn.code);
-        let off: Term = T.bv(BigInt(insn.imm), 64);
-        if (memMode(insn.code) === MODE.IND) off = T.sext(T.add(T.extract(31, 0, st.regs[insn.src]!), T.bv(BigInt(insn.imm), 32)), 32);
-        const end = T.add(off, T.bv(n, 64));
-        const ok = T.band(T.sle(T.bv(0n, 64), off), T.sle(end, this.pktLen));
-        const okc = off.op === 'const' && BigInt.asIntN(64, off.v) >= 0n && BigInt.asIntN(64, off.v) + BigInt(n) <= st.lenMin ? T.T : ok;
-        if (okc !== T.T) {
-          const bad = st.clone();
-          bad.pc = T.band(st.pc, T.bnot(okc));
-          bad.regs[0] = T.bv(0n, 64);
-          if (bad.pc !== T.F) ends.push({ pc: bad.pc, kind: 'exit', state: bad });
-          st.pc = T.band(st.pc, okc);
-          if (st.pc === T.F) return;
-        }
-        const pkt = this.regionByBase.get(this.baseVar('pkt').id)!;
-        const mem = this.flat ? this.memOf(st, 'flat') : this.memOf(st, 'pkt');
-        const bytes: Term[] = [];
-        for (let i = 0; i < n; i++) {
-          const o = T.add(off, T.bv(i, 64));
-          const idxT = this.flat ? T.add(pkt.base, o) : o;
-          if (mem.bytes && idxT.op !== 'const') this.toArrayMode(mem);
-          bytes.push(this.peek(mem, idxT));
-        }
-        st.regs[0] = T.zext(T.concat(...bytes), 64 - 8 * n); // network order: first byte most significant
+        if (!this.ldAbs(st, insn, ends)) return;
         idx++;
         continue;
       }
@@ -639,14 +658,98 @@ export class Machine {
           idx++;
           continue;
         }
-        const val = cls === CLASS.ST ? T.bv(BigInt(insn.imm), 64) : st.regs[insn.src]!;
+        let val = cls === CLASS.ST ? T.bv(BigInt(insn.imm), 64) : st.regs[insn.src]!;
         if (this.ctxAccess(st, addr, n, true, ends) === 'fault') return;
-        if (!this.store(st, addr, n, val, ends)) return;
+        const narrow = this.narrowCtxStore(st, addr, n, val, cls === CLASS.ST, ends);
+        if (narrow === null) return;
+        if (narrow) val = narrow.val;
+        if (!this.store(st, addr, narrow ? narrow.bytes : n, val, ends)) return;
         idx++;
         continue;
       }
       throw new Unsupported(`opcode 0x${insn.code.toString(16)}`);
     }
+  }
+
+  /**
+   * ld_abs / ld_ind (skb programs): a big-endian load at an offset from skb->data, as
+   * bpf_skb_load_helper_{8,16,32} (net/core/filter.c) does it: from the linear part, else from the
+   * paged part up to skb->len (skb_copy_bits; bytes the model reads from `mem:frag`), negative
+   * offsets relative to the network / MAC header (SKF_NET_OFF, SKF_LL_OFF: not modelled, havoc),
+   * anything else makes the program return 0. False when the path ended.
+   */
+  private ldAbs(st: State, insn: IrInsn, ends: PathEnd[]): boolean {
+    const T = this.T;
+    if (!this.ctx.packet) throw new Unsupported('ld_abs/ld_ind without packet data');
+    const n = sizeBytes(insn.code);
+    let off: Term = T.bv(BigInt(insn.imm), 64);
+    if (memMode(insn.code) === MODE.IND) off = T.sext(T.add(T.extract(31, 0, st.regs[insn.src]!), T.bv(BigInt(insn.imm), 32)), 32);
+    const end = T.add(off, T.bv(n, 64));
+    const nonNeg = T.sle(T.bv(0n, 64), off);
+    const linear = off.op === 'const' && BigInt.asIntN(64, off.v) >= 0n && BigInt.asIntN(64, off.v) + BigInt(n) <= st.lenMin ? T.T : T.band(nonNeg, T.sle(end, this.pktLen));
+    const skbLen = this.ctx.lenField !== undefined ? T.zext(this.initialCtxU32(this.ctx.lenField), 32) : this.pktLen;
+    const ok = linear === T.T ? T.T : T.band(nonNeg, T.sle(end, skbLen));
+    const skf = T.band(T.bnot(nonNeg), T.sle(T.bv(-0x200000n, 64), off));
+    if (skf !== T.F) {
+      this.havoc.push(T.band(st.pc, skf));
+      st.pc = T.band(st.pc, T.bnot(skf));
+    }
+    if (ok !== T.T) {
+      const bad = st.clone();
+      bad.pc = T.band(st.pc, T.bnot(ok));
+      bad.regs[0] = T.bv(0n, 64);
+      if (bad.pc !== T.F) ends.push({ pc: bad.pc, kind: 'exit', state: bad });
+      st.pc = T.band(st.pc, ok);
+      if (st.pc === T.F) return false;
+    }
+    const bytes: Term[] = [];
+    for (let i = 0; i < n; i++) bytes.push(this.packetByte(st, T.add(off, T.bv(i, 64)), linear === T.T));
+    st.regs[0] = T.zext(T.concat(...bytes), 64 - 8 * n); // network order: first byte most significant
+    return true;
+  }
+
+  /**
+   * The packet byte at offset `o` from data (o >= 0) as helpers and ld_abs read it: from the linear
+   * part (the program's packet memory) below data_end, else from the paged part (`mem:frag`, input
+   * bytes only the paged readers see). `linear`: o is known to be below data_end.
+   */
+  packetByte(st: State, o: Term, linear = false): Term {
+    const T = this.T;
+    const pkt = this.regionByBase.get(this.baseVar('pkt').id)!;
+    const mem = this.flat ? this.memOf(st, 'flat') : this.memOf(st, 'pkt');
+    const idxT = this.flat ? T.add(pkt.base, o) : o;
+    if (mem.bytes && idxT.op !== 'const') this.toArrayMode(mem);
+    const head = this.peek(mem, idxT);
+    return linear ? head : T.ite(T.slt(o, this.pktLen), head, T.select(T.avar('mem:frag', 64, 8), o));
+  }
+
+  /** Has this path written the packet (in flat mode: any memory)? */
+  packetWritten(st: State): boolean {
+    const m = st.mems.get(this.flat ? 'flat' : 'pkt');
+    return m ? this.writtenIndices(m).length > 0 : false;
+  }
+
+  /** Writes byte `b` at `addr` where `cond` holds (the old byte stays otherwise); false when the path faulted. */
+  storeByteIf(st: State, addr: Term, b: Term, cond: Term, ends: PathEnd[]): boolean {
+    const T = this.T;
+    if (cond === T.F) return true;
+    const loc = this.locate(st, addr, 1, true);
+    if (loc.region?.map?.type === MAP_TYPE.LPM_TRIE) throw new Unsupported('store to an LPM trie value');
+    if (!this.guard(st, T.band(loc.fault, cond), ends, 'out-of-bounds store of 1 bytes')) return false;
+    const idx = loc.idx[0]!;
+    if (loc.mem.bytes && idx.op !== 'const') this.toArrayMode(loc.mem);
+    const v = cond === T.T ? b : T.ite(cond, b, this.peek(loc.mem, idx));
+    if (loc.mem.bytes) loc.mem.bytes.set(idx.v, v);
+    else loc.mem.arr = T.store(loc.mem.arr, idx, v);
+    if (loc.mem.init && idx.op === 'const') loc.mem.init.set(idx.v, cond === T.T ? T.T : T.bor(cond, loc.mem.init.get(idx.v) ?? T.F));
+    return true;
+  }
+
+  /** A u32 of the context as the program found it (fields the program cannot write). */
+  initialCtxU32(off: number): Term {
+    const T = this.T;
+    const b = (k: number): Term => (this.flat ? T.select(T.avar('mem:flat', 64, 8), T.add(this.ctxBase, T.bv(off + k, 64))) : T.select(T.avar('mem:ctx', 64, 8), T.bv(off + k, 64)));
+    return T.concat(b(3), b(2), b(1), b(0));
   }
 
   /**
@@ -722,7 +825,28 @@ export class Machine {
     }
     if (c.kind === 'bytes') return null;
     const pkt = this.baseVar('pkt');
+    if (c.field === 'data_meta' && this.metaLen) return this.T.sub(pkt, this.metaLen);
     return c.field === 'data_end' ? this.T.add(pkt, this.pktLen) : pkt;
+  }
+
+  /**
+   * Context stores the kernel narrows (CtxLayout.narrowStores: 16-bit fields of __sk_buff, a
+   * queue_mapping store skipped for values >= 0xffff): the bytes written and the value; false for
+   * an ordinary store, null when the path ended.
+   */
+  private narrowCtxStore(st: State, addr: Term, n: number, val: Term, imm: boolean, ends: PathEnd[]): { bytes: number; val: Term } | false | null {
+    const T = this.T;
+    const r = this.resolve(addr);
+    if (!r || r.region.kind !== 'ctx' || r.off.op !== 'const' || !this.ctx.narrowStores) return false;
+    const w = this.ctx.narrowStores.get(Number(BigInt.asIntN(64, r.off.v)));
+    if (!w) return false;
+    if (n !== 4) throw new Unsupported(`${n}-byte store to a ${8 * w.bytes}-bit context field`);
+    if (w.skipAtLeast === undefined) return { bytes: w.bytes, val };
+    // ST compares its (signed) immediate, STX the 64-bit register, unsigned (bpf_convert_ctx_access)
+    const skip = imm ? T.sle(T.bv(w.skipAtLeast, 64), val) : T.ule(T.bv(w.skipAtLeast, 64), val);
+    const old = this.load(st, addr, w.bytes, ends);
+    if (old === null) return null;
+    return { bytes: w.bytes, val: T.ite(skip, T.zext(old, 64 - 8 * w.bytes), val) };
   }
 
   /** Branch condition of a conditional jump. */

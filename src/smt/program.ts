@@ -288,6 +288,7 @@ async function wholeProgram(A: Side, B: Side, aCode: Map<string, IrInsn[]>, bCod
     const M = new Machine(T, env, {
       memTypes, mapTypes: opts.mapTypes ?? true, offsets: opts.offsets ?? true, maxPaths: opts.maxPaths ?? 4096, maxSteps: opts.maxSteps ?? 100000,
       deadline: encodeDeadline({ ...opts, timeoutMs: opts.timeoutMs ?? 5000 }),
+      ctx: opts.ctx ?? 'production', ...(opts.maxFrames !== undefined ? { maxFrames: opts.maxFrames } : {}),
     });
     const entry = (s: Side): number => {
       const insns = env.sections.get(`${s.tag}${s.prog.section}`)!;

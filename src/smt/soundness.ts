@@ -25,8 +25,8 @@ export interface MutantReport {
   /**
    * For "different": the counterexample reproduced in the interpreter. null when it cannot be
    * replayed: it depends on helper results the interpreter computes its own way (clock, random
-   * numbers, helper return values) or on pointer values (the interpreter's addresses are its own),
-   * and the interpreter shows no difference with its own values.
+   * numbers, helper return values), on pointer values (the interpreter's addresses are its own) or
+   * on a context the test run cannot make (`ctxDependent`), and the interpreter shows no difference.
    */
   reproduced: boolean | null;
   /** Unsound: the interpreter differs but the checker said equal. */
@@ -90,7 +90,7 @@ export async function mutantExperiment(obj: BpfObject, prog: ProgramRef, count: 
     if (res.equivalent === false && res.counterexample) {
       try {
         reproduced = replayPrograms(obj, prog, m.obj, id, res.counterexample).reproduced;
-        if (!reproduced && (Object.keys(res.counterexample.helpers).length || res.counterexample.addressDependent)) reproduced = null;
+        if (!reproduced && (Object.keys(res.counterexample.helpers).length || res.counterexample.addressDependent || res.counterexample.ctxDependent)) reproduced = null;
       } catch (e) {
         if (!(e instanceof K2Error)) throw e;
       }

@@ -72,6 +72,16 @@ export interface CheckOptions extends Speedups {
   /** Bits of r0 compared at exit (default 64). */
   retBits?: 32 | 64;
   seed?: number;
+  /**
+   * The context the programs meet: 'production' (default) — every context field the kernel does
+   * not fix is free (within what the kernel guarantees: field widths, skb->len >= data_end - data,
+   * up to 32 / 255 bytes of metadata before data), so proofs hold for real packets; 'test-run' —
+   * as BPF_PROG_TEST_RUN fills it (queue_mapping 0, ifindex 1, len = packet length, ...), what
+   * the interpreter runs: only for tools whose claims are about test runs.
+   */
+  ctx?: 'production' | 'test-run';
+  /** Deepest bpf-to-bpf call chain followed, in frames (default 64; the verifier's limit is 8, the semantics have none). */
+  maxFrames?: number;
 }
 
 /** A concrete input on which the two sides differ. Values are hex strings (little-endian bytes) or decimal. */
@@ -93,6 +103,12 @@ export interface Counterexample {
   difference: { what: string; a: string; b: string };
   /** The difference only holds for particular region addresses (a program looking at pointer bits). */
   addressDependent?: boolean;
+  /**
+   * The difference needs a context BPF_PROG_TEST_RUN cannot produce (a queue_mapping other than 0,
+   * skb->len above the packet's length, metadata before the packet, ...): a real difference, but
+   * the interpreter (which runs programs as the test run does) cannot replay it.
+   */
+  ctxDependent?: boolean;
   /** Raw model: every variable's value (decimal) — for debugging and replay tools. */
   vars: Record<string, string>;
   arrays: Record<string, Record<string, number>>;

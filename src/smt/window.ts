@@ -91,8 +91,11 @@ function mapNamed(M: Machine, name: string): MapInfo {
 /** Symbolic execution may take up to 4× the solver timeout (default 2 s → 8 s) before the answer is null. */
 export const encodeDeadline = (o: CheckOptions): number => performance.now() + 4 * (o.timeoutMs ?? 2000);
 
-function machineOptions(o: CheckOptions, memTypes: boolean): MachineOptions {
-  return { memTypes, mapTypes: o.mapTypes ?? true, offsets: o.offsets ?? true, maxPaths: o.maxPaths ?? 4096, maxSteps: o.maxSteps ?? 100000, deadline: encodeDeadline(o) };
+export function machineOptions(o: CheckOptions, memTypes: boolean): MachineOptions {
+  return {
+    memTypes, mapTypes: o.mapTypes ?? true, offsets: o.offsets ?? true, maxPaths: o.maxPaths ?? 4096, maxSteps: o.maxSteps ?? 100000, deadline: encodeDeadline(o),
+    ctx: o.ctx ?? 'production', ...(o.maxFrames !== undefined ? { maxFrames: o.maxFrames } : {}),
+  };
 }
 
 interface Encoded {
@@ -172,13 +175,18 @@ export async function decideEncoded(enc: Encoded, opts: CheckOptions, timeoutMs:
     bytes.set(d.init.subarray(0, d.size));
     return { mem: `mem:mv:${d.name}`, base: `base:mv:${d.name}`, bytes };
   });
-  const v = await decide({ T: enc.M.T, assume: enc.assume, diff: enc.diff, fixed: (n, i, e) => enc.M.fixedByte(n, i, e), packets, flat: enc.M.flat, initial }, {
+  const M = enc.M;
+  const v = await decide({
+    T: M.T, assume: enc.assume, diff: enc.diff, fixed: (n, i, e) => M.fixedByte(n, i, e), packets, flat: M.flat, initial,
+    havoc: M.T.bor(...M.havoc), prefer: M.T.band(...M.testRun),
+  }, {
     timeoutMs, randomTests: opts.randomTests ?? 32, fastPaths: opts.fastPaths ?? true, seed: opts.seed ?? 1, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}),
   });
   if (v.equivalent === true) return { equivalent: true, counterexample: null, ms: 0, via: v.via };
   if (v.equivalent === null) return { equivalent: null, counterexample: null, ms: 0, via: 'none', reason: v.reason };
   const cex = counterexample(enc.M, v.env, enc.obs, enc.names);
   if (addressDependent(enc, v.env)) cex.addressDependent = true;
+  if (!v.preferred) cex.ctxDependent = true;
   return { equivalent: false, counterexample: cex, ms: 0, via: v.via };
 }
 
