@@ -53,7 +53,9 @@ const stx = (size: number, dst: number, off: number, src: number): IrInsn => ({ 
 
 test('stores of a known constant become store-immediates and the dead constant goes', async (t) => {
   // r1 = 0; *(u32 *)(r10 - 4) = r1; *(u64 *)(r10 - 16) = r1; r0 = 0; exit
-  const obj = objectOf([mov(1, 0), stx(0x00, 10, -4, 1), stx(0x18, 10, -16, 1), mov(0, 0), exit]);
+  // ... bpf_trace_printk(r10 - 16, 16): a helper reads the stored bytes, so the stores are not dead
+  const call = (id: number): IrInsn => ({ code: 0x85, dst: 0, src: 0, off: 0, imm: id });
+  const obj = objectOf([mov(1, 0), stx(0x00, 10, -4, 1), stx(0x18, 10, -16, 1), movx(1, 10), { code: 0x07, dst: 1, src: 0, off: 0, imm: -16 }, mov(2, 16), call(6), mov(0, 0), exit]);
   const { obj: out } = await optimizeSection(obj, 0, () => true, FAST);
   const code = out.code[0]!.insns;
   t.deepEqual(code.slice(0, 2).map((i) => [i.code, i.dst, i.off, i.imm]), [[0x62, 10, -4, 0], [0x7a, 10, -16, 0]], JSON.stringify(code));
