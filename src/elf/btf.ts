@@ -1,7 +1,7 @@
 // .BTF (types and strings) and .BTF.ext (func_info, line_info, core_relo) parsing and encoding.
 // Formats: kernel Documentation/bpf/btf.rst and llvm-project BTF.h.
 import { K2Error } from '../util/errors.js';
-import { cstring } from './read.js';
+import { cstring, nameAt } from './read.js';
 
 export const BTF_MAGIC = 0xeb9f;
 export const BTF_KIND = {
@@ -28,67 +28,123 @@ export interface Btf {
   strings: Uint8Array;
 }
 
+/** Bounds on BTF a reader follows: the kernel's own (btf.c MAX_RESOLVE_DEPTH, u32 sizes). */
+export const BTF_LIMITS = {
+  /** Longest chain of modifiers / array elements followed when resolving a type. */
+  depth: 32,
+  /** Largest type size in bytes (BTF sizes are u32). */
+  size: 0xffffffff,
+} as const;
+
+/** Bytes of kind-specific data after the 12-byte common header, or null for an unknown kind. */
+function extraBytes(kind: number, vlen: number): number | null {
+  switch (kind) {
+    case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: return 4;
+    case BTF_KIND.ARRAY: return 12;
+    case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.DATASEC: case BTF_KIND.ENUM64: return 12 * vlen;
+    case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: return 8 * vlen;
+    case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
+    case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG:
+      return 0;
+    default: return null;
+  }
+}
+
+/** Kinds whose `sizeOrType` is a type id. */
+const REFERS_BY_TYPE: ReadonlySet<number> = new Set([
+  BTF_KIND.PTR, BTF_KIND.TYPEDEF, BTF_KIND.VOLATILE, BTF_KIND.CONST, BTF_KIND.RESTRICT, BTF_KIND.FUNC,
+  BTF_KIND.FUNC_PROTO, BTF_KIND.VAR, BTF_KIND.DECL_TAG, BTF_KIND.TYPE_TAG,
+]);
+
+/**
+ * Parses .BTF. Every header field, record and type id is checked against the section: a type that
+ * runs past the type area or refers to a type id that does not exist is bad input.
+ */
 export function parseBtf(data: Uint8Array, file?: string): Btf {
-  const bad = (c: string): K2Error => new K2Error('input', `.BTF: ${c}`, { file });
-  if (data.length < 24) throw bad('truncated header');
+  const bad = (c: string, offset?: number): K2Error => new K2Error('input', c, { file, section: '.BTF', ...(offset !== undefined ? { offset } : {}) });
+  if (data.length < 24) throw bad(`truncated header (${data.length} bytes)`);
   const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (v.getUint16(0, true) !== BTF_MAGIC) throw bad('bad magic');
+  if (v.getUint16(0, true) !== BTF_MAGIC) throw bad('bad magic', 0);
   const hdrLen = v.getUint32(4, true);
   const typeOff = v.getUint32(8, true), typeLen = v.getUint32(12, true);
   const strOff = v.getUint32(16, true), strLen = v.getUint32(20, true);
-  if (hdrLen + typeOff + typeLen > data.length || hdrLen + strOff + strLen > data.length) throw bad('section extends past its end');
+  if (hdrLen < 24 || hdrLen > data.length) throw bad(`header length ${hdrLen} is outside 24..${data.length}`, 4);
+  if (hdrLen + typeOff + typeLen > data.length) throw bad(`type area (offset ${typeOff}, ${typeLen} bytes) extends past the section (${data.length} bytes)`, 8);
+  if (hdrLen + strOff + strLen > data.length) throw bad(`string area (offset ${strOff}, ${strLen} bytes) extends past the section (${data.length} bytes)`, 16);
   const strings = data.subarray(hdrLen + strOff, hdrLen + strOff + strLen);
+  // libbpf and the kernel: the string area starts with the empty string and ends with a NUL.
+  if (strLen === 0 || strings[0] !== 0 || strings[strLen - 1] !== 0) throw bad(`string area (${strLen} bytes) does not start and end with a NUL`, 16);
   const types: BtfType[] = [{ id: 0, kind: 0, name: 'void', sizeOrType: 0, vlen: 0, kindFlag: false, members: [] }];
+  const refs: { from: number; to: number; at: number }[] = []; // type ids to check once all types are known
   let at = hdrLen + typeOff;
   const end = at + typeLen;
   while (at < end) {
-    if (at + 12 > end) throw bad('truncated type');
+    const start = at;
+    const id = types.length;
+    if (at + 12 > end) throw bad(`type ${id} is truncated`, start);
     const nameOff = v.getUint32(at, true), info = v.getUint32(at + 4, true), sizeOrType = v.getUint32(at + 8, true);
-    at += 12;
     const kind = (info >>> 24) & 0x1f, vlen = info & 0xffff;
-    const t: BtfType = { id: types.length, kind, name: cstring(strings, nameOff), sizeOrType, vlen, kindFlag: (info >>> 31) === 1, members: [] };
+    const extra = extraBytes(kind, vlen);
+    if (extra === null) throw bad(`unknown type kind ${kind}`, start);
+    if (at + 12 + extra > end) throw bad(`type ${id} (kind ${kind}, vlen ${vlen}) extends past the type area`, start);
+    const str = (off: number, field: number): string => nameAt(strings, off, `type ${id}`, { file, section: '.BTF', offset: field });
+    const t: BtfType = { id, kind, name: str(nameOff, at), sizeOrType, vlen, kindFlag: (info >>> 31) === 1, members: [] };
+    if (REFERS_BY_TYPE.has(kind)) refs.push({ from: id, to: sizeOrType, at: at + 8 });
+    // Sizes the kernel's BTF checker insists on (libbpf 1.1 divides by them: a 0 is SIGFPE).
+    if (kind === BTF_KIND.INT && ![1, 2, 4, 8, 16].includes(sizeOrType)) throw bad(`type ${id}: int of ${sizeOrType} bytes`, at + 8);
+    if ((kind === BTF_KIND.ENUM || kind === BTF_KIND.ENUM64) && ![1, 2, 4, 8].includes(sizeOrType)) throw bad(`type ${id}: enum of ${sizeOrType} bytes`, at + 8);
+    at += 12;
     switch (kind) {
-      case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: at += 4; break;
       case BTF_KIND.ARRAY:
         t.elemType = v.getUint32(at, true);
         t.nelems = v.getUint32(at + 8, true);
-        at += 12;
+        refs.push({ from: id, to: t.elemType, at }, { from: id, to: v.getUint32(at + 4, true), at: at + 4 });
         break;
       case BTF_KIND.STRUCT: case BTF_KIND.UNION:
-        for (let i = 0; i < vlen; i++, at += 12) t.members.push({ name: cstring(strings, v.getUint32(at, true)), type: v.getUint32(at + 4, true), offset: v.getUint32(at + 8, true) });
+        for (let i = 0, m = at; i < vlen; i++, m += 12) {
+          const type = v.getUint32(m + 4, true);
+          // A member of type void has no size: the kernel refuses it ("Invalid member"), libbpf 1.1 divides by it.
+          if (type === 0) throw bad(`type ${id}: member ${i} has type void`, m + 4);
+          t.members.push({ name: str(v.getUint32(m, true), m), type, offset: v.getUint32(m + 8, true) });
+          refs.push({ from: id, to: type, at: m + 4 });
+        }
         break;
       case BTF_KIND.ENUM:
         t.enumerators = [];
-        for (let i = 0; i < vlen; i++, at += 8) {
-          const raw = t.kindFlag ? BigInt(v.getInt32(at + 4, true)) : BigInt(v.getUint32(at + 4, true));
-          t.enumerators.push({ name: cstring(strings, v.getUint32(at, true)), value: raw });
+        for (let i = 0, m = at; i < vlen; i++, m += 8) {
+          const raw = t.kindFlag ? BigInt(v.getInt32(m + 4, true)) : BigInt(v.getUint32(m + 4, true));
+          t.enumerators.push({ name: str(v.getUint32(m, true), m), value: raw });
         }
         break;
       case BTF_KIND.ENUM64:
         t.enumerators = [];
-        for (let i = 0; i < vlen; i++, at += 12) {
-          const u = (BigInt(v.getUint32(at + 8, true)) << 32n) | BigInt(v.getUint32(at + 4, true));
-          t.enumerators.push({ name: cstring(strings, v.getUint32(at, true)), value: t.kindFlag ? BigInt.asIntN(64, u) : u });
+        for (let i = 0, m = at; i < vlen; i++, m += 12) {
+          const u = (BigInt(v.getUint32(m + 8, true)) << 32n) | BigInt(v.getUint32(m + 4, true));
+          t.enumerators.push({ name: str(v.getUint32(m, true), m), value: t.kindFlag ? BigInt.asIntN(64, u) : u });
         }
         break;
-      case BTF_KIND.FUNC_PROTO: at += 8 * vlen; break;
-      case BTF_KIND.DATASEC:
-        for (let i = 0; i < vlen; i++, at += 12) t.members.push({ name: '', type: v.getUint32(at, true), offset: v.getUint32(at + 4, true), size: v.getUint32(at + 8, true) });
+      case BTF_KIND.FUNC_PROTO:
+        for (let i = 0, m = at; i < vlen; i++, m += 8) refs.push({ from: id, to: v.getUint32(m + 4, true), at: m + 4 });
         break;
-      case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
-      case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG:
+      case BTF_KIND.DATASEC:
+        for (let i = 0, m = at; i < vlen; i++, m += 12) {
+          t.members.push({ name: '', type: v.getUint32(m, true), offset: v.getUint32(m + 4, true), size: v.getUint32(m + 8, true) });
+          refs.push({ from: id, to: v.getUint32(m, true), at: m });
+        }
         break;
       default:
-        throw bad(`unknown type kind ${kind}`);
+        break;
     }
+    at += extra;
     types.push(t);
   }
+  for (const r of refs) if (r.to >= types.length) throw bad(`type ${r.from} refers to type ${r.to}, which does not exist (${types.length - 1} types)`, r.at);
   return { types, strings };
 }
 
 /** Follows typedef/const/volatile/restrict/type_tag to the underlying type. */
 export function skipModifiers(btf: Btf, id: number): BtfType | undefined {
-  for (let n = 0; n < 64; n++) {
+  for (let n = 0; n <= BTF_LIMITS.depth; n++) {
     const t = btf.types[id];
     if (!t) return undefined;
     if (t.kind === BTF_KIND.TYPEDEF || t.kind === BTF_KIND.CONST || t.kind === BTF_KIND.VOLATILE || t.kind === BTF_KIND.RESTRICT || t.kind === BTF_KIND.TYPE_TAG) {
@@ -100,8 +156,9 @@ export function skipModifiers(btf: Btf, id: number): BtfType | undefined {
   return undefined;
 }
 
-/** Byte size of a type, or null when it has none (void, func, fwd). */
-export function typeSize(btf: Btf, id: number): number | null {
+/** Byte size of a type, or null when it has none (void, func, fwd), is nested too deeply or is too large. */
+export function typeSize(btf: Btf, id: number, depth = 0): number | null {
+  if (depth > BTF_LIMITS.depth) return null;
   const t = skipModifiers(btf, id);
   if (!t) return null;
   switch (t.kind) {
@@ -110,8 +167,10 @@ export function typeSize(btf: Btf, id: number): number | null {
       return t.sizeOrType;
     case BTF_KIND.PTR: return 8;
     case BTF_KIND.ARRAY: {
-      const e = typeSize(btf, t.elemType!);
-      return e === null ? null : e * t.nelems!;
+      const e = typeSize(btf, t.elemType!, depth + 1);
+      if (e === null) return null;
+      const n = e * t.nelems!;
+      return n <= BTF_LIMITS.size ? n : null;
     }
     default: return null;
   }
@@ -142,42 +201,58 @@ export interface BtfExt {
   core: BtfExtRecordSet<CoreReloRec>[];
 }
 
+/** Largest .BTF.ext record size accepted (the kernel's limit is a page; LLVM writes 8 and 16). */
+export const BTF_EXT_MAX_REC_SIZE = 4096;
+
+/**
+ * Parses .BTF.ext: header, then per kind (func_info, line_info, core_relo) a record size and blocks
+ * of `num_info` records per code section. Every length, count and record size is checked against
+ * the section before a record is read.
+ */
 export function parseBtfExt(data: Uint8Array, btfStrings: Uint8Array, file?: string): BtfExt {
-  const bad = (c: string): K2Error => new K2Error('input', `.BTF.ext: ${c}`, { file });
-  if (data.length < 24) throw bad('truncated header');
+  const bad = (c: string, offset?: number): K2Error => new K2Error('input', c, { file, section: '.BTF.ext', ...(offset !== undefined ? { offset } : {}) });
+  if (data.length < 24) throw bad(`truncated header (${data.length} bytes)`);
   const v = new DataView(data.buffer, data.byteOffset, data.byteLength);
-  if (v.getUint16(0, true) !== BTF_MAGIC) throw bad('bad magic');
+  if (v.getUint16(0, true) !== BTF_MAGIC) throw bad('bad magic', 0);
   const hdrLen = v.getUint32(4, true);
+  if (hdrLen < 24 || hdrLen > data.length) throw bad(`header length ${hdrLen} is outside 24..${data.length}`, 4);
   const hasCore = hdrLen >= 32;
-  const sub = (off: number, len: number, minRec: number, read: (at: number) => unknown) => {
-    const sets: BtfExtRecordSet<any>[] = [];
+  const sub = <R>(what: string, hdrAt: number, minRec: number, read: (at: number) => R) => {
+    const off = v.getUint32(hdrAt, true), len = v.getUint32(hdrAt + 4, true);
+    const sets: BtfExtRecordSet<R>[] = [];
     if (len === 0) return { recSize: 0, sets };
+    if (off % 4 !== 0) throw bad(`${what} at offset ${off} is not 4-byte aligned`, hdrAt);
     let at = hdrLen + off;
     const end = at + len;
-    if (end > data.length) throw bad('info section extends past its end');
+    if (end > data.length) throw bad(`${what} (offset ${off}, ${len} bytes) extends past the section (${data.length} bytes)`, hdrAt);
+    if (len < 4) throw bad(`${what} is ${len} bytes, too short for a record size`, hdrAt);
     const recSize = v.getUint32(at, true);
-    if (recSize < minRec) throw bad(`record size ${recSize} too small`);
+    if (recSize < minRec || recSize > BTF_EXT_MAX_REC_SIZE || recSize % 4 !== 0) {
+      throw bad(`${what} record size ${recSize} is not a multiple of 4 in ${minRec}..${BTF_EXT_MAX_REC_SIZE}`, at);
+    }
     at += 4;
     while (at < end) {
-      if (at + 8 > end) throw bad('truncated info block');
+      if (at + 8 > end) throw bad(`truncated ${what} block`, at);
       const secNameOff = v.getUint32(at, true), n = v.getUint32(at + 4, true);
+      if (at + 8 + n * recSize > end) throw bad(`${what} block of ${n} records of ${recSize} bytes extends past its area`, at + 4);
+      if (n === 0) throw bad(`${what} block with no records`, at + 4); // libbpf refuses it too
+      const secName = nameAt(btfStrings, secNameOff, `${what} block`, { file, section: '.BTF.ext', offset: at });
       at += 8;
-      if (at + n * recSize > end) throw bad('truncated info records');
-      const records = [];
+      const records: R[] = [];
       for (let i = 0; i < n; i++, at += recSize) records.push(read(at));
-      sets.push({ secNameOff, secName: cstring(btfStrings, secNameOff), records });
+      sets.push({ secNameOff, secName, records });
     }
     return { recSize, sets };
   };
-  const func = sub(v.getUint32(8, true), v.getUint32(12, true), 8, (at) => ({ insnOff: v.getUint32(at, true), typeId: v.getUint32(at + 4, true) }));
-  const line = sub(v.getUint32(16, true), v.getUint32(20, true), 16, (at) => ({
+  const func = sub('func_info', 8, 8, (at): FuncInfoRec => ({ insnOff: v.getUint32(at, true), typeId: v.getUint32(at + 4, true) }));
+  const line = sub('line_info', 16, 16, (at): LineInfoRec => ({
     insnOff: v.getUint32(at, true), fileNameOff: v.getUint32(at + 4, true), lineOff: v.getUint32(at + 8, true), lineCol: v.getUint32(at + 12, true),
   }));
   const core = hasCore
-    ? sub(v.getUint32(24, true), v.getUint32(28, true), 16, (at) => ({
+    ? sub('core_relo', 24, 16, (at): CoreReloRec => ({
         insnOff: v.getUint32(at, true), typeId: v.getUint32(at + 4, true), accessStrOff: v.getUint32(at + 8, true), kind: v.getUint32(at + 12, true),
       }))
-    : { recSize: 0, sets: [] };
+    : { recSize: 0, sets: [] as BtfExtRecordSet<CoreReloRec>[] };
   return {
     magic: BTF_MAGIC, version: data[2]!, flags: data[3]!, hdrLen, hasCore,
     funcRecSize: func.recSize, lineRecSize: line.recSize, coreRecSize: core.recSize,

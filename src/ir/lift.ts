@@ -23,9 +23,16 @@ interface Decoded {
   indexAtSlot: Int32Array; // slot → instruction index, -1 inside an ld_imm64; [totalSlots] = insns.length
 }
 
-function decodeSection(elf: ElfFile, shndx: number): Decoded {
+/** The kernel's limit on a program's length (BPF_COMPLEXITY_LIMIT_INSNS): a longer section can never load. */
+export const MAX_SECTION_SLOTS = 1_000_000;
+
+function decodeSection(elf: ElfFile, shndx: number, relSectionOf: Map<number, number>): Decoded {
   const s = elf.sections[shndx]!;
   const where = { file: elf.path, section: s.name };
+  if (s.name === '') throw new K2Error('input', `code section ${shndx} has no name`, { file: elf.path });
+  if (s.data.length / BPF_INSN_SIZE > MAX_SECTION_SLOTS) {
+    throw new K2Error('input', `${Math.floor(s.data.length / BPF_INSN_SIZE)} instructions, more than the kernel loads in one program (${MAX_SECTION_SLOTS})`, where);
+  }
   const insns = decodeInsns(s.data, where) as IrInsn[];
   const slotOf: number[] = [];
   const indexAtSlot = new Int32Array(s.data.length / BPF_INSN_SIZE + 1).fill(-1);
@@ -36,8 +43,7 @@ function decodeSection(elf: ElfFile, shndx: number): Decoded {
     slot += slotsOf(insn);
   });
   indexAtSlot[slot] = insns.length;
-  const relSection = elf.sections.findIndex((r, ri) => (r.type === SHT.REL || r.type === SHT.RELA) && r.info === shndx && ri > 0);
-  return { sec: { name: s.name, shndx, insns, symbols: [], relSection: relSection > 0 ? relSection : null }, slotOf, indexAtSlot };
+  return { sec: { name: s.name, shndx, insns, symbols: [], relSection: relSectionOf.get(shndx) ?? null }, slotOf, indexAtSlot };
 }
 
 /** The label for `slot` in `d`, defining it on the instruction there. `allowEnd`: the section end is fine. */
@@ -59,16 +65,30 @@ export function liftObject(elf: ElfFile): BpfObject {
   const extIdx = elf.sections.findIndex((s) => s.name === '.BTF.ext');
   const ext: BtfExt | null = extIdx > 0 && btf ? parseBtfExt(elf.sections[extIdx]!.data, btf.strings, file) : null;
 
+  // Relocation section of each section, and symbols by section: one pass each, so lifting stays
+  // linear in the size of the file however many sections and symbols it has.
+  const relSectionOf = new Map<number, number>();
+  elf.sections.forEach((r, ri) => {
+    if (ri > 0 && (r.type === SHT.REL || r.type === SHT.RELA) && !relSectionOf.has(r.info)) relSectionOf.set(r.info, ri);
+  });
+  const symbolsIn = new Map<number, number[]>();
+  elf.symbols.forEach((s, i) => {
+    if (i === 0) return;
+    const l = symbolsIn.get(s.shndx);
+    if (l) l.push(i);
+    else symbolsIn.set(s.shndx, [i]);
+  });
+
   const decoded = new Map<number, Decoded>();
   elf.sections.forEach((_, i) => {
-    if (i > 0 && isCodeSection(elf, i)) decoded.set(i, decodeSection(elf, i));
+    if (i > 0 && isCodeSection(elf, i)) decoded.set(i, decodeSection(elf, i, relSectionOf));
   });
 
   for (const d of decoded.values()) attachRelocs(elf, d);
   for (const d of decoded.values()) resolveJumps(elf, d);
   for (const d of decoded.values()) resolveCalls(elf, d, decoded);
-  for (const d of decoded.values()) attachSymbols(elf, d);
-  if (ext && extIdx > 0) attachBtfExt(elf, ext, extIdx, decoded);
+  for (const d of decoded.values()) attachSymbols(elf, d, symbolsIn.get(d.sec.shndx) ?? []);
+  if (ext && extIdx > 0) attachBtfExt(elf, btf!, ext, extIdx, decoded);
   for (const d of decoded.values()) markPinned(d.sec.insns);
 
   const code = [...decoded.values()].map((d) => d.sec);
@@ -80,7 +100,7 @@ export function liftObject(elf: ElfFile): BpfObject {
     maps: readMaps(elf, btf),
     data: readDataSections(elf),
     programs: findPrograms(elf, code),
-    license: licIdx > 0 ? cstring(elf.sections[licIdx]!.data, 0) : null,
+    license: licIdx > 0 ? licenseOf(elf.sections[licIdx]!.data) : null,
     btf,
     btfExt: ext
       ? {
@@ -151,9 +171,10 @@ function resolveCalls(elf: ElfFile, d: Decoded, all: Map<number, Decoded>): void
   });
 }
 
-function attachSymbols(elf: ElfFile, d: Decoded): void {
-  elf.symbols.forEach((s, i) => {
-    if (i === 0 || s.shndx !== d.sec.shndx || symType(s) === STT.SECTION) return;
+function attachSymbols(elf: ElfFile, d: Decoded, inSection: number[]): void {
+  inSection.forEach((i) => {
+    const s = elf.symbols[i]!;
+    if (symType(s) === STT.SECTION) return;
     const where = { file: elf.path, section: d.sec.name, offset: Number(s.value) };
     if (s.value % 8n !== 0n) throw new K2Error('input', `symbol ${s.name} is not instruction-aligned`, where);
     const start = labelAt(d, Number(s.value / 8n), `symbol ${s.name}`, elf.path, Number(s.value / 8n), true);
@@ -163,7 +184,7 @@ function attachSymbols(elf: ElfFile, d: Decoded): void {
   });
 }
 
-function attachBtfExt(elf: ElfFile, ext: BtfExt, extIdx: number, decoded: Map<number, Decoded>): void {
+function attachBtfExt(elf: ElfFile, btf: Btf, ext: BtfExt, extIdx: number, decoded: Map<number, Decoded>): void {
   // .rel.BTF.ext (newer LLVM): relocations on records' insn_off fields, keyed by their byte position.
   const relIdx = elf.sections.findIndex((s, i) => i > 0 && (s.type === SHT.REL || s.type === SHT.RELA) && s.info === extIdx);
   const relAt = new Map<number, RelocRef>();
@@ -178,6 +199,15 @@ function attachBtfExt(elf: ElfFile, ext: BtfExt, extIdx: number, decoded: Map<nu
     if (idx < 0 || idx >= d.sec.insns.length) throw new K2Error('input', `${what} at ${secName}+${insnOff} is not an instruction`, where);
     return d.sec.insns[idx]!;
   };
+  // Type ids and strings the records name must exist: later stages look them up without checking.
+  const where = { file: elf.path, section: '.BTF.ext' };
+  const typeOk = (id: number, what: string): void => {
+    if (id >= btf.types.length) throw new K2Error('input', `${what} names BTF type ${id}, which does not exist`, where);
+  };
+  const stringOk = (off: number, what: string): void => {
+    if (off >= btf.strings.length) throw new K2Error('input', `${what} names BTF string offset ${off}, past the string table`, where);
+    cstring(btf.strings, off, where);
+  };
   const used = new Set<number>();
   const relFor = (at: number): RelocRef | undefined => {
     const r = relAt.get(at);
@@ -186,6 +216,7 @@ function attachBtfExt(elf: ElfFile, ext: BtfExt, extIdx: number, decoded: Map<nu
   };
   ext.func.forEach((set, si) => set.records.forEach((r, ri) => {
     const insn = insnAt(set.secName, r.insnOff, 'func_info');
+    typeOk(r.typeId, 'func_info');
     if (insn.funcInfo) throw new K2Error('input', `two func_info records at ${set.secName}+${r.insnOff}`, { file: elf.path, section: '.BTF.ext' });
     insn.funcInfo = { typeId: r.typeId, ...opt(relFor(funcAt[si]![ri]!)) };
   }));
@@ -195,6 +226,8 @@ function attachBtfExt(elf: ElfFile, ext: BtfExt, extIdx: number, decoded: Map<nu
   }));
   ext.core.forEach((set, si) => set.records.forEach((r, ri) => {
     const insn = insnAt(set.secName, r.insnOff, 'CO-RE relocation');
+    typeOk(r.typeId, 'CO-RE relocation');
+    stringOk(r.accessStrOff, 'CO-RE relocation');
     (insn.core ??= []).push({ typeId: r.typeId, accessStrOff: r.accessStrOff, kind: r.kind, ...opt(relFor(coreAt[si]![ri]!)) });
   }));
   if (used.size !== relAt.size) throw new K2Error('unsupported', '.rel.BTF.ext has relocations outside insn_off fields', { file: elf.path });
@@ -211,6 +244,13 @@ function markPinned(insns: IrInsn[]): void {
     else if (insn.reloc) insn.pinned = 'relocation';
     else if (insn.code === (CLASS.JMP | JMP.CALL)) insn.pinned = 'call';
   }
+}
+
+/** The license string: up to the first NUL, like libbpf (which also takes an unterminated one, bounded). */
+function licenseOf(data: Uint8Array): string {
+  const b = data.subarray(0, 128);
+  const end = b.indexOf(0);
+  return Buffer.from(b.subarray(0, end < 0 ? b.length : end)).toString('latin1');
 }
 
 function readDataSections(elf: ElfFile): DataSection[] {

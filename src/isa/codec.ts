@@ -66,6 +66,15 @@ export function invalidReason(insn: Insn): string | null {
   return 'unknown opcode';
 }
 
+/** BPF has registers r0..r10 (the kernel's MAX_BPF_REG is 11). ld_imm64 and call use src as a pseudo tag. */
+const MAX_REG = 10;
+function registerReason(insn: Insn): string | null {
+  if (insn.dst > MAX_REG) return `invalid destination register r${insn.dst}`;
+  const srcIsTag = insn.code === LD_IMM64 || (opClass(insn.code) === CLASS.JMP && jmpOp(insn.code) === JMP.CALL);
+  if (!srcIsTag && insn.src > MAX_REG) return `invalid source register r${insn.src}`;
+  return null;
+}
+
 function readSlot(view: DataView, at: number): Insn {
   const regs = view.getUint8(at + 1);
   return { code: view.getUint8(at), dst: regs & 0x0f, src: regs >> 4, off: view.getInt16(at + 2, true), imm: view.getInt32(at + 4, true) };
@@ -85,6 +94,8 @@ export function decodeInsns(data: Uint8Array, where: Where = {}): Insn[] {
     const insn = readSlot(view, at);
     const bad = invalidReason(insn);
     if (bad) throw new K2Error('unsupported', `unknown opcode 0x${insn.code.toString(16).padStart(2, '0')} (${bad})`, { ...where, offset: at });
+    const badReg = registerReason(insn);
+    if (badReg) throw new K2Error('input', badReg, { ...where, offset: at });
     if (insn.code === LD_IMM64) {
       if (at + BPF_INSN_SIZE >= data.length) throw new K2Error('input', '64-bit immediate is missing second half', { ...where, offset: at });
       const hi = readSlot(view, at + BPF_INSN_SIZE);

@@ -53,11 +53,12 @@ function read(bytes: Uint8Array, scan: ElfScan): BtfMapDef[] {
   const strStart = b + hdrLen + dv.getUint32(b + 16, true);
   const strLen = dv.getUint32(b + 20, true);
   if (typeEnd > b + scan.btf.size || strStart + strLen > b + scan.btf.size) return [];
+  // Names are short: a bounded native search keeps a string area without NULs from costing O(n^2).
   const str = (off: number): string => {
     if (off >= strLen) return '';
-    let e = strStart + off;
-    while (e < strStart + strLen && bytes[e] !== 0) e++;
-    return Buffer.from(bytes.subarray(strStart + off, e)).toString('latin1');
+    const w = bytes.subarray(strStart + off, Math.min(strStart + strLen, strStart + off + 256));
+    const e = w.indexOf(0);
+    return Buffer.from(w.subarray(0, e < 0 ? w.length : e)).toString('latin1');
   };
   const types: BtfType[] = [{ name: '', kind: 0, vlen: 0, sizeOrType: 0, at: 0 }]; // id 0 = void
   for (let o = typeStart; o + 12 <= typeEnd; ) {
@@ -98,11 +99,20 @@ function read(bytes: Uint8Array, scan: ElfScan): BtfMapDef[] {
   const sec = types.find((t) => t.kind === KIND.DATASEC && t.name === '.maps');
   if (!sec) return [];
   const defs: BtfMapDef[] = [];
+  // Many variables may share one struct type: each struct is decoded once, so the work stays
+  // linear in the size of .BTF (vlen x vlen member visits otherwise).
+  const byStruct = new Map<number, Omit<BtfMapDef, 'name'>>();
   for (let i = 0; i < sec.vlen; i++) {
     const v = types[dv.getUint32(sec.at + i * 12, true)];
     if (!v || v.kind !== KIND.VAR) continue;
-    const st = types[skipMods(v.sizeOrType)];
+    const stId = skipMods(v.sizeOrType);
+    const st = types[stId];
     if (!st || st.kind !== KIND.STRUCT) continue;
+    const known = byStruct.get(stId);
+    if (known) {
+      defs.push({ ...known, name: v.name });
+      continue;
+    }
     const def: BtfMapDef = { name: v.name, type: 0, keySize: 0, valueSize: 0, maxEntries: 0, flags: 0, hasInner: false };
     for (let m = 0; m < st.vlen; m++) {
       const name = str(dv.getUint32(st.at + m * 12, true));
@@ -119,6 +129,8 @@ function read(bytes: Uint8Array, scan: ElfScan): BtfMapDef[] {
         default: break;
       }
     }
+    const { name: _name, ...shape } = def;
+    byStruct.set(stId, shape);
     defs.push(def);
   }
   return defs;

@@ -5,7 +5,18 @@
 // - `isolatePrograms` returns a copy in which only chosen programs remain visible to libbpf, by
 //   flipping flags/symbol types in place (no layout change), for loaders that cannot disable
 //   programs themselves (bpftool).
-// The full ELF reader/writer of k2 lives in src/elf; this file does not depend on it on purpose.
+// The full ELF reader/writer of k2 lives in src/elf. Its structural checks (headers, section bounds
+// and names, symbols, relocations, .BTF and .BTF.ext records) run here too, before libbpf parses
+// anything: libbpf 1.1 crashes on some malformed BTF (a name offset or type id out of range). Its
+// code-level checks (opcodes, jumps) do not: whether code is acceptable is the kernel's verdict.
+// The maps an object would make the loaders create are bounded too (`MAP_MEMORY_LIMIT`): the kernel
+// preallocates most maps, and one `max_entries` field can ask it for tens of GiB.
+import { availableParallelism } from 'node:os';
+import { parseBtf, parseBtfExt, type Btf } from '../elf/btf.js';
+import { readElf } from '../elf/read.js';
+import { readMaps } from '../ir/maps.js';
+import type { MapDef } from '../ir/types.js';
+import { K2Error } from '../util/errors.js';
 
 export const EM_BPF = 247;
 const SHT_PROGBITS = 1;
@@ -16,6 +27,7 @@ const STT_NOTYPE = 0;
 const STT_FUNC = 2;
 const STB_LOCAL = 0;
 const STB_GLOBAL = 1;
+const MAX_NAME = 4096; // longest section or symbol name read (k2's ELF reader has the same limit)
 
 export interface ScannedSection {
   index: number;
@@ -97,12 +109,16 @@ function scan(bytes: Uint8Array): ScanResult {
     raw.push(sec);
   }
   const strtab = raw[shstrndx]!;
+  // A string table must lie in the file (a NOBITS one has an offset that means nothing).
+  const inFile = (s: { type: number; offset: number; size: number }): boolean => s.type !== SHT_NOBITS && s.offset + s.size <= bytes.length;
+  if (!inFile(strtab)) return bad(`section name table (section ${shstrndx}) is not in the file`);
   const cstr = (tab: { offset: number; size: number }, off: number, what: string): string => {
     if (off >= tab.size) throw new Error(`${what} name offset ${off} out of range`);
-    let end = tab.offset + off;
-    const limit = tab.offset + tab.size;
-    while (end < limit && bytes[end] !== 0) end++;
-    return Buffer.from(bytes.subarray(tab.offset + off, end)).toString('latin1');
+    // Names are short; a bounded native search keeps a table without NULs from costing O(n^2).
+    const window = bytes.subarray(tab.offset + off, Math.min(tab.offset + tab.size, tab.offset + off + MAX_NAME + 1));
+    const len = window.indexOf(0);
+    if (len < 0 && window.length > MAX_NAME) throw new Error(`${what} name is longer than ${MAX_NAME} bytes`);
+    return Buffer.from(window.subarray(0, len < 0 ? window.length : len)).toString('latin1');
   };
   const sections: ScannedSection[] = [];
   for (let i = 0; i < shnum; i++) {
@@ -126,6 +142,7 @@ function scan(bytes: Uint8Array): ScanResult {
     if (st.entsize !== 24) return bad(`bad symbol table entry size ${st.entsize}`);
     if (st.link >= shnum) return bad(`symbol string table index ${st.link} out of range`);
     const symstr = raw[st.link]!;
+    if (!inFile(symstr)) return bad(`symbol string table (section ${st.link}) is not in the file`);
     const count = Math.floor(st.size / 24);
     for (let i = 1; i < count; i++) {
       const o = st.offset + i * 24;
@@ -155,6 +172,8 @@ function scan(bytes: Uint8Array): ScanResult {
     const end = b.indexOf(0);
     license = Buffer.from(b.subarray(0, end < 0 ? b.length : end)).toString('latin1');
   }
+  const structural = structureError(bytes, machine);
+  if (structural) return bad(structural);
   return {
     ok: true,
     scan: {
@@ -168,6 +187,71 @@ function scan(bytes: Uint8Array): ScanResult {
       symtab: symtabIdx > 0 ? { offset: raw[symtabIdx]!.offset, count: Math.floor(raw[symtabIdx]!.size / 24), strOffset: raw[raw[symtabIdx]!.link]!.offset, strSize: raw[raw[symtabIdx]!.link]!.size } : null,
     },
   };
+}
+
+/** Kernel memory k2 lets the maps of one object ask for (the loaders create them all): 4x the most
+ * a corpus object needs (Cilium's, about 500 MiB by `mapMemory`). */
+export const MAP_MEMORY_LIMIT = 2 * 2 ** 30;
+const gib = (n: number): string => (n / 2 ** 30).toFixed(1);
+
+const BPF_F_NO_PREALLOC = 1;
+const r8 = (n: number): number => Math.ceil(n / 8) * 8;
+
+/**
+ * An upper estimate of the kernel memory map creation allocates at once (kernel/bpf/*.c): arrays and
+ * preallocated hash tables hold every entry from the start, fd arrays a pointer per entry, ring
+ * buffers their size; maps that allocate on update (LPM trie, local storage, non-preallocated
+ * hashes) count nothing.
+ */
+export function mapMemory(m: MapDef): number {
+  const n = m.maxEntries;
+  const ncpu = availableParallelism();
+  switch (m.type) {
+    case 2: return n * r8(m.valueSize); // array
+    case 6: return n * r8(m.valueSize) * ncpu; // percpu array
+    case 3: case 4: case 8: case 12: case 14: case 15: case 16: case 17: case 20: case 25: case 18: return n * 8; // fd arrays, devmaps, sockmaps: a pointer/bucket per entry
+    case 1: case 13: // hash, hash of maps
+      return m.flags & BPF_F_NO_PREALLOC ? n * 8 : n * (64 + r8(m.keySize) + r8(m.valueSize));
+    case 5: // percpu hash
+      return m.flags & BPF_F_NO_PREALLOC ? n * 8 : n * (64 + r8(m.keySize) + r8(m.valueSize) * ncpu);
+    case 9: return n * (64 + r8(m.keySize) + r8(m.valueSize)); // LRU hash: always preallocated
+    case 10: return n * (64 + r8(m.keySize) + r8(m.valueSize) * ncpu); // LRU percpu hash
+    case 7: return 2 ** Math.ceil(Math.log2(Math.max(1, n))) * (32 + r8(m.valueSize)); // stack trace: buckets rounded up
+    case 22: case 23: return (n + 1) * r8(m.valueSize); // queue, stack
+    case 27: case 31: return n; // ring buffers: max_entries bytes of data pages
+    case 30: return n * 4; // bloom filter: bits per entry x hash functions
+    default: return 0;
+  }
+}
+
+/** What k2's ELF/BTF reader finds wrong with the structure of the object, or null. */
+function structureError(bytes: Uint8Array, machine: number): string | null {
+  try {
+    let b = bytes;
+    if (machine === 0) {
+      // EM_NONE (some old toolchains): accepted by the loaders, read as BPF here.
+      b = new Uint8Array(bytes);
+      new DataView(b.buffer).setUint16(18, EM_BPF, true);
+    }
+    const elf = readElf(b);
+    const btfSec = elf.sections.find((s) => s.name === '.BTF');
+    const ext = elf.sections.find((s) => s.name === '.BTF.ext');
+    let btf: Btf | null = null;
+    if (btfSec) {
+      btf = parseBtf(btfSec.data);
+      if (ext) parseBtfExt(ext.data, btf.strings);
+    }
+    const maps = readMaps(elf, btf).map((m) => ({ m, bytes: mapMemory(m) + (m.innerMap ? mapMemory(m.innerMap) : 0) }));
+    const total = maps.reduce((n, x) => n + x.bytes, 0);
+    if (total > MAP_MEMORY_LIMIT) {
+      const { m, bytes } = maps.reduce((a, b) => (b.bytes > a.bytes ? b : a));
+      return `its maps would need about ${gib(total)} GiB of kernel memory, more than the ${gib(MAP_MEMORY_LIMIT)} GiB k2 lets an object create (the largest: ${m.name}, type ${m.type}, ${m.maxEntries} entries, ${gib(bytes)} GiB)`;
+    }
+    return null;
+  } catch (e) {
+    if (!(e instanceof K2Error)) throw e;
+    return new K2Error(e.kind, e.cause_, { ...e.where, file: undefined }).message;
+  }
 }
 
 /**
@@ -213,9 +297,9 @@ export function prepareObject(bytes: Uint8Array, scan: ElfScan): { bytes: Uint8A
     const symName = (o: number): string => {
       const start = dv.getUint32(o, true);
       if (start >= strSize) return '?';
-      let end = strOffset + start;
-      while (end < strOffset + strSize && out[end] !== 0) end++;
-      return Buffer.from(out.subarray(strOffset + start, end)).toString('latin1');
+      const window = out.subarray(strOffset + start, Math.min(strOffset + strSize, strOffset + start + MAX_NAME));
+      const len = window.indexOf(0);
+      return Buffer.from(window.subarray(0, len < 0 ? window.length : len)).toString('latin1');
     };
     const hasFunc = new Set<number>();
     for (let i = 1; i < count; i++) {
