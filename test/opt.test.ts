@@ -119,7 +119,7 @@ test('k2 opt shrinks fixtures; the kernel accepts the output and it runs identic
   for (const name of names) {
     const f = fixtureObjects().find((p) => p.endsWith(name))!;
     const out = join(tmp, name);
-    const r = await execa('node', [k2, 'opt', f, '-o', out, '--json', '--budget-ms', '6000'], { reject: false });
+    const r = await execa('node', [k2, 'opt', f, '-o', out, '--json', '--budget-ms', '6000'], { reject: false, env: { K2_CACHE_DIR: join(tmp, 'cache') } });
     t.is(r.exitCode, 0, r.stderr);
     const rep = JSON.parse(r.stdout);
     t.true(rep.kernelChecked);
@@ -155,4 +155,41 @@ test('k2 opt shrinks fixtures; the kernel accepts the output and it runs identic
   t.log(`${before} → ${after} slots over ${names.length} fixtures, ${runs} kernel test runs identical, ~${interpRuns} interpreter inputs identical`);
   t.true(after < before);
   t.true(runs > 10);
+});
+
+test('k2 opt --json / --report: the report shape, all three figures whatever the objective', async (t) => {
+  const f = fixtureObjects().find((p) => p.endsWith('xdp_parser.o'))!;
+  for (const objective of ['size', 'latency']) {
+    const out = join(tmp, `shape-${objective}.o`), file = join(tmp, `shape-${objective}.json`);
+    const r = await execa('node', [k2, 'opt', f, '-o', out, '--json', '--report', file, '--objective', objective, '--time', '5', '--jobs', '1', '--no-cache'], { reject: false, env: { K2_CACHE_DIR: join(tmp, 'cache') } });
+    t.is(r.exitCode, 0, r.stderr);
+    const rep = JSON.parse(r.stdout);
+    t.deepEqual(JSON.parse(await import('node:fs').then((fs) => fs.readFileSync(file, 'utf8'))), rep, '--report writes the same JSON');
+    for (const k of ['input', 'output', 'objective', 'ms', 'sections']) t.true(k in rep, k);
+    t.is(rep.input, f);
+    t.is(rep.output, out);
+    t.is(rep.objective, objective);
+    t.true(rep.sections.length > 0);
+    for (const s of rep.sections) {
+      for (const k of ['name', 'before', 'after', 'status', 'reason', 'proven', 'kernel', 'difftest', 'ms']) t.true(k in s, `section.${k}`);
+      for (const side of [s.before, s.after]) for (const k of ['slots', 'insns', 'latencyNs', 'verifiedInsns']) t.is(typeof side[k], 'number', `${k}: ${JSON.stringify(side)}`);
+      t.true(['optimized', 'unchanged', 'fallback'].includes(s.status));
+      t.is(typeof s.proven, 'boolean');
+      if (s.kernel !== null) for (const k of ['accepted', 'verifiedInsnsBefore', 'verifiedInsnsAfter']) t.true(k in s.kernel, `kernel.${k}`);
+      if (s.difftest !== null) t.deepEqual(Object.keys(s.difftest).sort(), ['inputs', 'mismatches']);
+      if (s.status === 'optimized') {
+        t.true(objective === 'latency' ? s.after.latencyNs <= s.before.latencyNs : s.after.slots <= s.before.slots, JSON.stringify(s));
+        if (rep.kernelChecked) t.truthy(s.kernel?.accepted);
+      }
+    }
+  }
+});
+
+test('k2 opt: bad flags are usage errors (exit 2)', async (t) => {
+  const f = fixtureObjects().find((p) => p.endsWith('xdp_parser.o'))!;
+  for (const args of [['--objective', 'speed'], ['--jobs', '0'], ['--objective', 'latency', '--allow-verifier-growth']]) {
+    const r = await execa('node', [k2, 'opt', f, '-o', join(tmp, 'bad.o'), ...args], { reject: false });
+    t.is(r.exitCode, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.regex(r.stderr, /^k2: /);
+  }
 });

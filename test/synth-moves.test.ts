@@ -2,7 +2,7 @@
 // search finds (and the checker proves) the expected rewrite where it is an equivalence.
 import test from 'ava';
 import { asm, checkWindow, shutdownZ3, type WindowPre } from '../src/smt/index.js';
-import { atomicForms, copyMerges, copyRuns, deletions, jump32Forms, jumpForms, loadSingles } from '../src/synth/fastpaths.js';
+import { atomicForms, copyMerges, copyRuns, deletions, jump32Forms, jumpForms, loadSingles, stackAddrCopies } from '../src/synth/fastpaths.js';
 import { DEFAULT_MIX, exchangeMem, mutateOperand, poolOf, propose, randomInsn } from '../src/synth/moves.js';
 import { searchWindow, testsFor, Rng, type WindowJob } from '../src/synth/index.js';
 import { CLASS, MODE, formatInsn, opClass, type Insn } from '../src/isa/index.js';
@@ -197,4 +197,28 @@ test('jump32 forms: a compare of an extended low half becomes a 32-bit compare, 
   // the register still live afterwards: the rewrite is not equivalent
   const live = await checkWindow(asm('r0 <<= 32\nif r0 != 0 goto out'), asm('if w0 != 0 goto out'), {}, { regs: [0], stack: [] }, { timeoutMs: 30000 });
   t.is(live.equivalent, false);
+});
+
+test('stack address copies: fp + k recomputed where another register still holds it', (t) => {
+  const w = asm('r2 = r10\nr2 += -48\nr1 = 0 ll');
+  t.deepEqual(all(stackAddrCopies(w, new Map([[6, -48]]))).map(text), ['r2 = r6; r1 = 0 ll']);
+  t.deepEqual(all(stackAddrCopies(w, new Map([[6, -40]]))), [], 'another offset');
+  t.deepEqual(all(stackAddrCopies(asm('r6 = 1\nr2 = r10\nr2 += -48'), new Map([[6, -48]]))), [], 'the holder changes first');
+  t.deepEqual(all(stackAddrCopies(asm('call 5\nr2 = r10\nr2 += -48'), new Map([[0, -48]]))), [], 'a call clobbers r0');
+});
+
+test('superblock moves: side exits are never changed or moved, other instructions still move across them', (t) => {
+  const w = asm('r1 = 1\nif r2 == 0 goto out\nr3 = 2\nr4 = 3');
+  const pinned = w.map((i) => opClass(i.code) === CLASS.JMP);
+  const pool = poolOf(w, [1, 3, 4]);
+  const r = new Rng(9);
+  let cur: (Insn | null)[] = [...w];
+  let crossed = false;
+  for (let k = 0; k < 2000; k++) {
+    cur = propose(r, cur, pool, DEFAULT_MIX, pinned);
+    t.is(cur[1], w[1], 'the side exit stays in its slot');
+    const one = propose(r, [...w], pool, DEFAULT_MIX, pinned);
+    if (one[0] && text([one[0]]) === 'r3 = 2') crossed = true;
+  }
+  t.true(crossed, 'an instruction was swapped across the exit');
 });

@@ -4,7 +4,7 @@
 // what only the verifier refuses (misaligned stack accesses and atomics: the safety model's call).
 import test from 'ava';
 import { asm, checkWindow, shutdownZ3, type WindowPre } from '../src/smt/index.js';
-import { solveWindow, canonicalJob, DEFAULT_SOLVE, type RewriteCache, type WindowJob } from '../src/synth/index.js';
+import { solveWindow, canonicalJob, coverJumps, testsFor, Rng, DEFAULT_SOLVE, type RewriteCache, type WindowJob } from '../src/synth/index.js';
 import { checkInsns, rawMap, MAP_TYPE } from '../src/safety/index.js';
 import { formatInsn, type Insn } from '../src/isa/index.js';
 import type { BpfObject } from '../src/ir/types.js';
@@ -115,4 +115,25 @@ test('the rewrite cache: a hit on another window of the same shape is re-proven 
   t.false(third.cacheHit);
   t.true(third.proven);
   t.is(text(third.rewrite), 'r5 = *(u16 *)(r4 + 12); r5 = be16 r5');
+});
+
+test('jumps are tested both ways: the checker supplies inputs for a direction random inputs never take', async (t) => {
+  // random packet bytes almost never make r5 == 8: without help every test takes the exit
+  const j = job('r4 = *(u8 *)(r3 + 12)\nr5 = *(u8 *)(r3 + 13)\nr5 <<= 8\nr5 |= r4\nif r5 != 8 goto out', { regs: { 3: { kind: 'packet', off: 0, minLen: 14 } } }, [3]);
+  const wc = { progType: 'xdp', maps: [] };
+  const tests = testsFor(j, wc, new Rng(3), 16)!;
+  const passed = (ts: typeof tests): number => ts.filter((x) => x.expected.left === undefined).length;
+  t.is(passed(tests), 0, 'random inputs: the jump always taken');
+  t.true(await coverJumps(j, tests, wc, new Rng(3), { timeoutMs: 30000, object, progType: 'xdp' }));
+  t.true(passed(tests) >= 1, 'an input that falls through');
+  t.true(tests.some((x) => x.expected.left === 'out'));
+  // a side exit in the middle of a superblock window, both ways too
+  const sb = job('r0 = *(u8 *)(r3 + 12)\nif r0 != 17 goto out\nr0 = *(u8 *)(r3 + 13)\nr0 += 1', { regs: { 3: { kind: 'packet', off: 0, minLen: 14 } } }, [0, 3]);
+  const ts = testsFor(sb, wc, new Rng(3), 16)!;
+  t.true(await coverJumps(sb, ts, wc, new Rng(3), { timeoutMs: 30000, object, progType: 'xdp' }));
+  t.true(ts.some((x) => x.expected.left === undefined) && ts.some((x) => x.expected.left === 'out'));
+  // and the search then finds the one-load rewrite of the first window, proven
+  const out = await solve(j, 0);
+  t.true(out.proven);
+  t.is(text(out.rewrite), 'r5 = *(u16 *)(r3 + 12); if r5 != 8 goto +0');
 });

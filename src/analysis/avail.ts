@@ -34,7 +34,8 @@ function transfer(insn: IrInsn, before: Avail, fp: (number | undefined)[], escap
     const k = fp[f.base];
     return k === undefined ? null : [k + f.off, k + f.off + sizeBytes(f.code)];
   };
-  if (cls === CLASS.ST || cls === CLASS.STX) {
+  if (insn.core?.length && (cls === CLASS.ST || cls === CLASS.STX)) kill(() => true); // CO-RE: offset patched at load time
+  else if (cls === CLASS.ST || cls === CLASS.STX) {
     const k = fp[insn.dst];
     if (k !== undefined && !escaped) {
       // a store into the frame: facts on overlapping frame bytes go; other memory cannot change
@@ -53,7 +54,7 @@ function transfer(insn: IrInsn, before: Avail, fp: (number | undefined)[], escap
   }
   const { def } = defUse(insn);
   kill((f) => (def & (1 << f.dst)) !== 0 || (def & (1 << f.base)) !== 0);
-  if (cls === CLASS.LDX && memMode(insn.code) === MODE.MEM && insn.dst !== insn.src) {
+  if (cls === CLASS.LDX && memMode(insn.code) === MODE.MEM && insn.dst !== insn.src && !insn.core?.length) {
     const f = { dst: insn.dst, base: insn.src, off: insn.off, code: insn.code };
     out.set(key(f), f);
   }

@@ -48,6 +48,11 @@ function transfer(insn: CodeSection['insns'][number], inState: NonzeroBits): Non
   const { def } = defUse(insn);
   for (let r = 0; r <= 10; r++) if (def & (1 << r)) out[r] = ALL;
   const cls = opClass(insn.code);
+  // CO-RE: libbpf patches the immediate, the offset or a load's size at load time
+  if (insn.core?.length) {
+    out[10] = ALL;
+    return out;
+  }
   if (cls === CLASS.ALU || cls === CLASS.ALU64) {
     const op = aluOp(insn.code);
     const bits = cls === CLASS.ALU64 ? 64 : 32;

@@ -34,3 +34,69 @@ export function callReads(insn: Insn, callee?: (insn: Insn) => number | undefine
 }
 
 export const isCall = (insn: Insn): boolean => opClass(insn.code) === CLASS.JMP && jmpOp(insn.code) === JMP.CALL;
+
+/**
+ * What a helper call reads and writes through pointer arguments: `reads` are [register, bytes]
+ * read from where the register points; `writes` are [register, bytes] the helper always writes in
+ * full (on error too: the probe_read family and skb_load_bytes zero the buffer, get_current_comm
+ * pads it). A pointer argument listed in neither is read as far as it may reach (the caller's
+ * default). Sizes are constants or the map's key/value size.
+ */
+export interface CallMemory {
+  reads: [number, number][];
+  writes: [number, number][];
+}
+
+/** A map's key and value sizes. */
+export interface MapSizes {
+  keySize: number;
+  valueSize: number;
+}
+
+const FRAME_BYTES = 512;
+const small = (v: bigint | undefined): number | null => (v !== undefined && v <= BigInt(FRAME_BYTES) ? Number(v) : null);
+
+/**
+ * The memory a call to helper `id` reads and writes, from the constants its size arguments hold
+ * (`consts`: r0..r10 before the call) and the map its r1 points to (`map`); null when unknown.
+ * Helper numbers and prototypes from include/uapi/linux/bpf.h and the kernel's bpf_func_proto
+ * definitions (kernel/bpf/helpers.c, kernel/trace/bpf_trace.c, net/core/filter.c).
+ */
+export function helperMemory(id: number, consts: readonly (bigint | undefined)[], map: MapSizes | undefined): CallMemory | null {
+  switch (id) {
+    case 1: // map_lookup_elem(map, key)
+    case 3: // map_delete_elem(map, key)
+      return map ? { reads: [[2, map.keySize]], writes: [] } : null;
+    case 2: // map_update_elem(map, key, value, flags)
+      return map ? { reads: [[2, map.keySize], [3, map.valueSize]], writes: [] } : null;
+    case 4: // probe_read(dst, size, src): dst zeroed on error
+    case 112: // probe_read_user
+    case 113: { // probe_read_kernel
+      const n = small(consts[2]);
+      return n === null ? null : { reads: [[3, n]], writes: [[1, n]] };
+    }
+    case 16: { // get_current_comm(buf, size): padded with zeros / zeroed on error
+      const n = small(consts[2]);
+      return n === null ? null : { reads: [], writes: [[1, n]] };
+    }
+    case 6: { // trace_printk(fmt, fmt_size, ...): r3-r5 may be %s strings (default for those)
+      const n = small(consts[2]);
+      return n === null ? null : { reads: [[1, n]], writes: [] };
+    }
+    case 25: { // perf_event_output(ctx, map, flags, data, size)
+      const n = small(consts[5]);
+      return n === null ? null : { reads: [[4, n]], writes: [] };
+    }
+    case 130: { // ringbuf_output(ringbuf, data, size, flags)
+      const n = small(consts[3]);
+      return n === null ? null : { reads: [[2, n]], writes: [] };
+    }
+    case 26: { // skb_load_bytes(skb, offset, to, len): `to` zeroed on error
+      const n = small(consts[4]);
+      return n === null ? null : { reads: [], writes: [[3, n]] };
+    }
+    default:
+      return null;
+  }
+}
+

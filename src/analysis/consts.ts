@@ -15,6 +15,11 @@ function transfer(sec: CodeSection, i: number, inState: ConstRegs): ConstRegs {
   const { def } = defUse(insn);
   for (let r = 0; r <= 10; r++) if (def & (1 << r)) out[r] = undefined;
   const cls = opClass(insn.code);
+  // a CO-RE-relocated immediate is whatever libbpf patches in at load time: not a constant
+  if (insn.core?.length) {
+    out[10] = undefined;
+    return out;
+  }
   if (cls === CLASS.ALU64 && aluOp(insn.code) === ALU.MOV && insn.off === 0) {
     out[insn.dst] = srcBit(insn.code) === SRC_X ? inState[insn.src] : BigInt.asUintN(64, BigInt(insn.imm));
   } else if (cls === CLASS.ALU && aluOp(insn.code) === ALU.MOV && insn.off === 0) {

@@ -5,3 +5,4 @@ export * from './bits.js';
 export * from './calls.js';
 export * from './stack.js';
 export * from './avail.js';
+export * from './sources.js';

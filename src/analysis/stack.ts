@@ -10,7 +10,7 @@
 import { ALU, CLASS, MODE, SRC_X, aluOp, jmpOp, JMP, memMode, opClass, sizeBytes, srcBit } from '../isa/index.js';
 import type { CodeSection, IrInsn } from '../ir/types.js';
 import { successors } from './cfg.js';
-import { callReads } from './calls.js';
+import { callReads, type CallMemory } from './calls.js';
 import { defUse, type CalleeReads } from './defuse.js';
 import { forwardRegs } from './dataflow.js';
 
@@ -38,6 +38,13 @@ function ptrTransfer(insn: IrInsn, inState: StackPtrs, escape: () => void): Stac
   const out = [...inState];
   const cls = opClass(insn.code);
   const { def } = defUse(insn);
+  if (insn.core?.length && (cls === CLASS.ALU || cls === CLASS.ALU64)) {
+    // a CO-RE-relocated immediate (patched at load time): a stack address it changes is lost
+    if (inState[insn.dst] !== undefined) escape();
+    for (let r = 0; r <= 9; r++) if (def & (1 << r)) out[r] = undefined;
+    out[10] = 0;
+    return out;
+  }
   if (cls === CLASS.ALU64 && srcBit(insn.code) === SRC_X && aluOp(insn.code) === ALU.MOV && insn.off === 0) {
     out[insn.dst] = inState[insn.src];
   } else if (cls === CLASS.ALU64 && srcBit(insn.code) !== SRC_X && (aluOp(insn.code) === ALU.ADD || aluOp(insn.code) === ALU.SUB) && inState[insn.dst] !== undefined) {
@@ -92,7 +99,7 @@ export function byteMask(s: ByteSet): Uint8Array {
 }
 
 /** Stack liveness of a section (`live`: register liveness, to ignore dead registers at joins). */
-export function stackLiveness(sec: CodeSection, live: Uint16Array, callee?: CalleeReads): StackLiveness {
+export function stackLiveness(sec: CodeSection, live: Uint16Array, callee?: CalleeReads, callMem?: (index: number) => CallMemory | null): StackLiveness {
   const insns = sec.insns;
   let escaped = false;
   const escape = (): void => { escaped = true; };
@@ -118,12 +125,18 @@ export function stackLiveness(sec: CodeSection, live: Uint16Array, callee?: Call
   const liveIn: ByteSet[] = Array.from({ length: n }, () => new Uint32Array(WORDS));
   const all = new Uint32Array(WORDS).fill(0xffffffff);
   const gen: (ByteSet | null)[] = new Array(n).fill(null);
-  const kill: ([number, number] | null)[] = new Array(n).fill(null);
+  const kill: ([number, number][] | null)[] = new Array(n).fill(null);
   for (let i = 0; i < n; i++) {
     const insn = insns[i]!;
     const p = ptrs[i]!;
     const cls = opClass(insn.code);
     const g = (): ByteSet => (gen[i] ??= new Uint32Array(WORDS));
+    if (insn.core?.length && (cls === CLASS.LDX || cls === CLASS.ST || cls === CLASS.STX)) {
+      // CO-RE: libbpf patches the offset and size at load time; a load may read any byte, a
+      // store kills none
+      if (cls === CLASS.LDX && (p[insn.src] !== undefined || escaped)) gen[i] = all;
+      continue;
+    }
     if (cls === CLASS.LDX) {
       const k = p[insn.src];
       if (k !== undefined) bitSet(g(), k + insn.off, k + insn.off + sizeBytes(insn.code));
@@ -133,16 +146,24 @@ export function stackLiveness(sec: CodeSection, live: Uint16Array, callee?: Call
       const atomic = cls === CLASS.STX && memMode(insn.code) === MODE.ATOMIC;
       if (k !== undefined) {
         if (atomic) bitSet(g(), k + insn.off, k + insn.off + sizeBytes(insn.code));
-        else if (memMode(insn.code) === MODE.MEM) kill[i] = [k + insn.off, k + insn.off + sizeBytes(insn.code)];
+        else if (memMode(insn.code) === MODE.MEM) kill[i] = [[k + insn.off, k + insn.off + sizeBytes(insn.code)]];
       } else if (atomic && escaped) gen[i] = all;
     } else if (isJump(insn) && jmpOp(insn.code) === JMP.CALL) {
       if (escaped) gen[i] = all;
       else {
+        // what the helper reads and writes through its arguments where known (map key/value
+        // sizes, constant sizes), else everything from each stack pointer argument to the frame top
         const reads = callReads(insn, callee);
+        const mem = insn.src === 0 ? callMem?.(i) ?? null : null;
         for (let r = 1; r <= 5; r++) {
           const k = p[r];
-          if (reads & (1 << r) && k !== undefined) bitSet(g(), k, 0);
+          if (!(reads & (1 << r)) || k === undefined) continue;
+          const exact = mem?.reads.find(([reg]) => reg === r);
+          if (exact) bitSet(g(), k, k + exact[1]);
+          else if (!mem?.writes.some(([reg]) => reg === r)) bitSet(g(), k, 0);
         }
+        const ws = (mem?.writes ?? []).flatMap(([r, size]): [number, number][] => (p[r] !== undefined ? [[p[r]!, p[r]! + size]] : []));
+        if (ws.length) kill[i] = ws;
       }
     }
   }
@@ -155,7 +176,7 @@ export function stackLiveness(sec: CodeSection, live: Uint16Array, callee?: Call
         for (let w = 0; w < WORDS; w++) out[w]! |= l[w]!;
       }
       const kl = kill[i];
-      if (kl) bitClear(out, kl[0], kl[1]);
+      if (kl) for (const [lo, hi] of kl) bitClear(out, lo, hi);
       const gn = gen[i];
       if (gn) for (let w = 0; w < WORDS; w++) out[w]! |= gn[w]!;
       const cur = liveIn[i]!;
@@ -189,7 +210,7 @@ export function deadStackStores(sec: CodeSection, sl: StackLiveness, succ: numbe
   const out: number[] = [];
   sec.insns.forEach((insn, i) => {
     const cls = opClass(insn.code);
-    if ((cls !== CLASS.ST && cls !== CLASS.STX) || memMode(insn.code) !== MODE.MEM || insn.pinned) return;
+    if ((cls !== CLASS.ST && cls !== CLASS.STX) || memMode(insn.code) !== MODE.MEM || insn.pinned || insn.core?.length) return;
     const k = sl.ptrs[i]![insn.dst];
     if (k === undefined) return;
     const lo = k + insn.off, hi = lo + sizeBytes(insn.code);

@@ -1,6 +1,33 @@
+// `k2 opt IN -o OUT`: superoptimize every code section, gate each, write the object and a report.
 import type { Command } from 'commander';
-import { optimizeFile } from '../driver/optimize.js';
-import { action, printJson, table } from './common.js';
+import { optimizeFile, type Effort, type Objective, type OptimizeReport } from '../driver/optimize.js';
+import { K2Error } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { action, printJson, table, EXIT_CODES_HELP } from './common.js';
+
+const OBJECTIVES: Objective[] = ['size', 'latency', 'verifier'];
+const EFFORTS: Effort[] = ['build', 'thorough'];
+
+function num(v: string | undefined, flag: string, min: number, integer = false): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) throw new K2Error('usage', `${flag} must be ${integer ? 'an integer' : 'a number'} ≥ ${min} (got '${v}')`);
+  return n;
+}
+
+const pct = (a: number, b: number): string => (a ? `${((100 * (a - b)) / a).toFixed(1)}%` : '0.0%');
+
+function summary(r: OptimizeReport): string {
+  const rows = r.sections.map((s) => [
+    s.name, s.before.slots, s.after.slots, s.status + (s.reason ? ` (${s.reason})` : ''),
+    `${s.before.latencyNs}→${s.after.latencyNs}`,
+    s.before.verifiedInsns === null ? '–' : `${s.before.verifiedInsns}→${s.after.verifiedInsns}${s.after.verifiedBy === 'model' ? ' (model)' : ''}`,
+    s.difftest ? `${s.difftest.mismatches}/${s.difftest.inputs}` : '–', (s.ms / 1000).toFixed(1),
+  ]);
+  const head = table(['section', 'slots', 'after', 'status', 'latency ns', 'verified insns', 'difftest', 's'], rows);
+  const checked = r.kernelChecked ? 'kernel-verified' : 'model-checked only (no kernel check)';
+  return `${head}${r.slotsBefore} → ${r.slotsAfter} slots (-${pct(r.slotsBefore, r.slotsAfter)}), latency ${r.before.latencyNs} → ${r.after.latencyNs} ns (model), objective ${r.objective}, ${(r.ms / 1000).toFixed(1)} s, ${checked}\n`;
+}
 
 export function register(program: Command): void {
   program
@@ -8,30 +35,79 @@ export function register(program: Command): void {
     .description('superoptimize every code section of a BPF object')
     .argument('<in>', 'input BPF object (clang -target bpf output)')
     .requiredOption('-o, --output <out>', 'output object')
-    .option('--json', 'print a JSON report')
-    .option('--budget-ms <ms>', 'search time per section', '20000')
-    .option('--iterations <n>', 'MCMC iterations per window and round', '300')
-    .option('--timeout-ms <ms>', 'SMT timeout per equivalence query', '2000')
-    .option('--seed <n>', 'search seed (runs are reproducible)', '1')
+    .option('--objective <what>', 'size (slots), latency (the measured per-opcode cost table), or verifier (verified_insns)', 'size')
+    .option('--time <seconds>', 'search budget for the whole object (default: 60 with --effort thorough, 1.5 with build)')
+    .option('--budget-ms <ms>', 'alias of --time, in milliseconds')
+    .option('--jobs <n>', 'worker threads, each with its own Z3 (default: the number of cores)')
+    .option('--seed <n>', 'search seed: with the same seed and settings the output is the same, whatever --jobs', '1')
+    .option('--effort <profile>', 'build (fast: the enumerated rewrites and the cache, a short search) or thorough', 'thorough')
+    .option('--no-kernel', 'no kernel verifier and no difftest (then the safety model alone decides)')
+    .option('--allow-verifier-growth', 'with --objective size: keep rewrites that make verified_insns grow by more than 10%')
+    .option('--keep-rejected <dir>', 'save each candidate the final gate refused (object + verifier log) for a bug report')
+    .option('--difftest-inputs <n>', 'generated inputs per program in the final difftest (0: none)')
+    .option('--no-cache', 'do not read or write the proven-rewrite cache')
+    .option('--report <file>', 'write the JSON report to FILE')
+    .option('--json', 'print the JSON report')
+    .option('--iterations <n>', 'MCMC iterations per window and round')
+    .option('--timeout-ms <ms>', 'SMT timeout per equivalence query')
     .option('--no-tail-merge', 'keep duplicated block tails (tail merging saves slots; a merged path runs one more goto)')
-    .option('--no-kernel', 'do not load the result into the kernel verifier (then the safety model alone decides)')
     .addHelpText('after', `
 Every rewrite is proven equivalent (Z3 or the term normal form; tail merges by pairing both
-control-flow graphs; timeout or unknown = rejected) and checked by k2's model of the verifier;
-where bpf() works, the output's programs are loaded into the real verifier, and any section whose
-programs would not load keeps its original code. When code changes, DWARF (.debug_*)
-is dropped. Exit codes: 0 ok, 2 bad input, 6 cannot write output, 70 internal error.`)
-    .action(action(async (input: string, o: { output: string; json?: boolean; budgetMs: string; iterations: string; timeoutMs: string; seed: string; kernel: boolean; tailMerge: boolean }) => {
-      const tty = process.stderr.isTTY && !o.json;
+control-flow graphs; timeout or unknown = rejected) and checked by k2's model of the verifier.
+Then each changed section passes a final gate on the whole object: the safety model, the kernel
+verifier on the programs that run it (where bpf() works), verified_insns not growing by more
+than 10%, and a kernel difftest (original vs optimized, generated inputs) for programs that can be
+test-run. If the gate refuses, the section keeps the longest accepted prefix of its rewrites
+(found by bisection), the refused rewrite is blacklisted and the search goes on while --time
+lasts. A difftest mismatch is reported as a k2 bug with its input.
+Windows are searched in parallel (--jobs worker threads) in batches of a fixed size, each seeded
+from its own content, and applied in window order; sections smallest first, each from the
+original object. The result does not depend on --jobs, only on --seed and the settings, as long
+as the searches finish within --time (a search cut short by the clock depends on the machine's
+speed). With --effort thorough a Z3 resource limit, not the clock, decides each query.
+Proven rewrites are cached in $K2_CACHE_DIR (else $XDG_CACHE_HOME/k2, else ~/.cache/k2) under
+rewrites/; a cached rewrite is proven again on the window before use.
+The report (--json, --report) has per section: before/after {slots, insns, latencyNs,
+verifiedInsns}, status optimized|unchanged|fallback, reason, proven, kernel, difftest, ms.
+When code changes, DWARF (.debug_*) is dropped.
+${EXIT_CODES_HELP}`)
+    .action(action(async (input: string, o: {
+      output: string; objective: string; time?: string; budgetMs?: string; jobs?: string; seed: string; effort: string; kernel: boolean;
+      allowVerifierGrowth?: boolean; keepRejected?: string; difftestInputs?: string; cache: boolean; report?: string; json?: boolean;
+      iterations?: string; timeoutMs?: string; tailMerge: boolean;
+    }) => {
+      if (!OBJECTIVES.includes(o.objective as Objective)) throw new K2Error('usage', `--objective must be one of ${OBJECTIVES.join(', ')} (got '${o.objective}')`);
+      if (!EFFORTS.includes(o.effort as Effort)) throw new K2Error('usage', `--effort must be build or thorough (got '${o.effort}')`);
+      if (o.allowVerifierGrowth && o.objective !== 'size') throw new K2Error('usage', '--allow-verifier-growth goes with --objective size only');
+      const time = num(o.time, '--time', 0);
+      const budgetMs = num(o.budgetMs, '--budget-ms', 0);
+      const iterations = num(o.iterations, '--iterations', 0, true);
+      const timeoutMs = num(o.timeoutMs, '--timeout-ms', 1);
+      const seed = num(o.seed, '--seed', 0, true)!;
+      const tty = process.stderr.isTTY && !o.json && !process.env.K2_PROGRESS;
+      const t0 = Date.now();
       const report = await optimizeFile(input, o.output, {
+        objective: o.objective as Objective,
+        effort: o.effort as Effort,
+        timeSec: time ?? (budgetMs !== undefined ? budgetMs / 1000 : undefined),
+        jobs: num(o.jobs, '--jobs', 1, true),
+        seed,
         kernel: o.kernel,
-        synth: { budgetMs: Number(o.budgetMs), timeoutMs: Number(o.timeoutMs), tailMerge: o.tailMerge, search: { iterations: Number(o.iterations), beta: 1, seed: Number(o.seed) } },
-        onProgress: tty ? (m) => process.stderr.write(`\r\x1b[K${m}`) : undefined,
+        allowVerifierGrowth: !!o.allowVerifierGrowth,
+        keepRejected: o.keepRejected ?? null,
+        difftestInputs: num(o.difftestInputs, '--difftest-inputs', 0, true),
+        cache: o.cache,
+        synth: {
+          tailMerge: o.tailMerge,
+          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+          ...(iterations !== undefined ? { search: { iterations, beta: 1, seed } } : {}),
+        },
+        // K2_PROGRESS=1: one timestamped line per step (logs, CI); a TTY gets one updating line
+        onProgress: process.env.K2_PROGRESS ? (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`) : tty ? (m) => process.stderr.write(`\r\x1b[K${m}`) : undefined,
       });
       if (tty) process.stderr.write('\r\x1b[K');
+      if (o.report) writeFileAtomic(o.report, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
       if (o.json) return printJson(report);
-      process.stdout.write(table(['section', 'slots', 'after', 'status', 'rewrites', 'ms'], report.sections.map((s) => [s.name, s.slotsBefore, s.slotsAfter, s.status + (s.reason ? ` (${s.reason})` : ''), s.rewrites, s.ms])));
-      const pct = report.slotsBefore ? ((100 * (report.slotsBefore - report.slotsAfter)) / report.slotsBefore).toFixed(1) : '0';
-      process.stdout.write(`${report.slotsBefore} → ${report.slotsAfter} slots (-${pct}%) in ${report.ms} ms${report.kernelChecked ? ', kernel-verified' : ', model-checked only (no bpf())'}\n`);
+      process.stdout.write(summary(report));
     }));
 }

@@ -9,6 +9,7 @@
 import type { BpfObject, ProgramRef } from '../ir/types.js';
 import { programCode } from '../ir/index.js';
 import { Checker, Unsafe, linkProgram } from '../safety/index.js';
+import type { State } from '../safety/state.js';
 import { joinPre, preFromSafety, type WindowPre } from '../smt/index.js';
 
 /**
@@ -33,7 +34,7 @@ export function sectionPres(obj: BpfObject, secName: string, programs?: ProgramR
         c.explore(c.entryState(fn), prog.funcs[fn]!.start, (pc, st) => {
           const o = prog.origin[pc];
           if (o && o.section === secName) {
-            const pre = pointersOnly(preFromSafety(st));
+            const pre = withoutNullable(pointersOnly(preFromSafety(st)), st);
             const old = out.get(o.index);
             out.set(o.index, old ? joinPre(old, pre) : pre);
           }
@@ -46,6 +47,18 @@ export function sectionPres(obj: BpfObject, secName: string, programs?: ProgramR
     }
   }
   return out;
+}
+
+/**
+ * A pointer that may still be NULL (a helper's `*_or_null` result before its check, e.g.
+ * bpf_ringbuf_reserve's) is no region: preFromSafety maps PTR_TO_MEM_OR_NULL to non-null memory,
+ * which would let a window drop the null check. Such registers get no fact.
+ */
+function withoutNullable(pre: WindowPre, st: State): WindowPre {
+  const regs = st.frames[st.frames.length - 1]!.regs;
+  const out: NonNullable<WindowPre['regs']> = {};
+  for (const [r, f] of Object.entries(pre.regs ?? {})) if (f && !regs[Number(r)]?.nul) out[Number(r)] = f;
+  return { ...pre, regs: out };
 }
 
 /** The pointer facts of a precondition (regions, offsets, packet range); no scalars, no stack contents. */

@@ -488,3 +488,22 @@ export function* jump32Forms(window: readonly (Insn & { target?: string })[]): G
     yield [...without(d0!), jmp32(i0.src)];
   }
 }
+
+// ---- a stack address another register already holds ----
+
+/**
+ * `rX = r10; rX += k` where, at the window's entry, another register holds r10 + k (`stack`:
+ * register → frame offset, from the precondition) and keeps it until there: `rX = rY`.
+ */
+export function* stackAddrCopies(window: readonly Insn[], stack: ReadonlyMap<number, number>): Generator<Insn[]> {
+  for (let k = 0; k + 1 < window.length; k++) {
+    const mov = window[k]!, add = window[k + 1]!;
+    if (mov.code !== (CLASS.ALU64 | ALU.MOV | SRC_X) || mov.src !== REG_FP || mov.off !== 0) continue;
+    if (add.code !== (CLASS.ALU64 | ALU.ADD | SRC_K) || add.dst !== mov.dst) continue;
+    for (const [r, off] of stack) {
+      if (off !== add.imm || r === mov.dst || r === REG_FP) continue;
+      if (window.slice(0, k).some((i) => i.dst === r && (isAlu(i) || opClass(i.code) === CLASS.LDX || i.code === 0x18 || (opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.CALL)))) continue;
+      yield [...window.slice(0, k), { code: CLASS.ALU64 | ALU.MOV | SRC_X, dst: mov.dst, src: r, off: 0, imm: 0 }, ...window.slice(k + 2)];
+    }
+  }
+}

@@ -148,20 +148,27 @@ export interface MoveMix {
 
 export const DEFAULT_MIX: MoveMix = { replace: 30, operand: 30, delete: 16, swap: 10, two: 7, mem: 7 };
 
-export function propose(rng: Rng, cur: Slot[], pool: Pool, mix: MoveMix = DEFAULT_MIX): Slot[] {
+/**
+ * One move from `cur`. Slots marked in `pinned` (a superblock's side exits) are never changed or
+ * moved; the other instructions may still be swapped across them.
+ */
+export function propose(rng: Rng, cur: Slot[], pool: Pool, mix: MoveMix = DEFAULT_MIX, pinned?: readonly boolean[]): Slot[] {
   const next = [...cur];
-  const i = rng.int(next.length);
+  const free = pinned ? next.map((_, k) => k).filter((k) => !pinned[k]) : null;
+  if (free && free.length === 0) return next;
+  const pick = (): number => (free ? free[rng.int(free.length)]! : rng.int(next.length));
+  const i = pick();
   const total = mix.replace + mix.operand + mix.delete + mix.swap + mix.two + mix.mem;
   let r = rng.int(total);
   if ((r -= mix.replace) < 0) next[i] = randomInsn(rng, pool);
   else if ((r -= mix.operand) < 0) next[i] = next[i] ? mutateOperand(rng, next[i]!, pool) : randomInsn(rng, pool);
   else if ((r -= mix.delete) < 0) next[i] = null;
   else if ((r -= mix.swap) < 0) {
-    const j = rng.int(next.length);
+    const j = pick();
     [next[i], next[j]] = [next[j]!, next[i]!];
   } else if ((r -= mix.two) < 0) {
     next[i] = randomInsn(rng, pool);
-    if (i + 1 < next.length) next[i + 1] = rng.int(3) === 0 ? null : randomInsn(rng, pool);
+    if (i + 1 < next.length && !pinned?.[i + 1]) next[i + 1] = rng.int(3) === 0 ? null : randomInsn(rng, pool);
   } else {
     const e = next[i] ? exchangeMem(rng, next[i]!) : null;
     next[i] = e ?? randomMem(rng, pool) ?? randomInsn(rng, pool);

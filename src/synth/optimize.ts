@@ -14,7 +14,7 @@
 import { ALU, CLASS, JMP, LD_IMM64, MODE, SIZE, SRC_X, jmpOp, opClass, slotsOf, type Insn } from '../isa/index.js';
 import {
   liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
-  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, type CalleeReads,
+  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, ldImm64Sources, helperMemory, type CalleeReads, type MapSizes,
 } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
@@ -24,6 +24,7 @@ import { objectiveCost, perfCost } from './cost.js';
 import { DEFAULT_SEARCH, type SearchOptions } from './search.js';
 import { loadBases } from './fastpaths.js';
 import { sectionPres } from './facts.js';
+import { boundsMerges, constHoists, jumpThreads, nullChecks, withoutUnreachable, type RegionCandidate } from './regions.js';
 import { insnKey, solveWindow, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
 
 export interface SynthOptions {
@@ -37,6 +38,7 @@ export interface SynthOptions {
   chainWindowSizes?: number[]; // windows the Markov chains search (default 6, 5 and windowSizes of 2-4; none without windowSizes)
   constantStores?: boolean; // turn stores of known-constant registers into store-immediates (default on)
   tailMerge?: boolean; // merge identical tails of blocks (default on); each merge proven on whole programs
+  tailMergeMinSaved?: number; // slots a tail merge must save (default 1: `r0 = 0; exit` twice → once and a goto)
   deadStores?: boolean; // delete stack stores no path reads (default on)
   redundantLoads?: boolean; // delete loads whose register already holds the value on every path (default on)
   copyRuns?: boolean; // rebuild blocks' byte copies with wider accesses (default on)
@@ -49,6 +51,18 @@ export interface SynthOptions {
   batch?: number; // windows solved together (default 1: one at a time); fixed, so results do not depend on who solves them
   /** Solves a batch of window jobs (e.g. over worker threads); default: solveWindow here, in order. */
   solveBatch?: (jobs: WindowJob[], seeds: number[]) => Promise<WindowOutcome[]>;
+  /** Region rewrites with control flow inside (regions.ts; default on). */
+  regions?: boolean;
+  /** Windows may leave in the middle through conditional jumps (superblocks; default on). */
+  superblocks?: boolean;
+  /**
+   * How rewrites with control flow inside (superblock windows, region rewrites) are checked on
+   * whole programs besides their window proofs: 'program' (default) = the whole-program checker
+   * on every program running the section must not find a difference (where it cannot decide, an
+   * unmodelled helper or CO-RE elsewhere, the window proofs stand); 'strict' = it must prove
+   * them; 'window' = window proofs alone. Region rewrites without a window form always need it.
+   */
+  regionProof?: 'program' | 'strict' | 'window';
 }
 
 /** CPU time of this process (all threads, Z3's included), in ms. */
@@ -70,11 +84,13 @@ export interface SectionStats {
   smtMs: number[];
   /** Markov-chain proposals over all windows. */
   searchProposals?: number;
+  /** Rewrites the window checker proved and the whole-program checker refuted (should stay 0). */
+  disagreements?: number;
 }
 
 /** One accepted rewrite: the section after it (each step proven against the section before it). */
 export interface RewriteStep {
-  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'window' | 'copy-run';
+  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'window' | 'superblock' | 'copy-run' | RegionCandidate['kind'];
   start: number;
   end: number;
   saved: number;
@@ -88,18 +104,23 @@ const isControl = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP || opCla
 const isCondJump = (i: IrInsn): boolean => isControl(i) && i.target !== undefined && jmpOp(i.code) !== JMP.JA && jmpOp(i.code) !== JMP.CALL && jmpOp(i.code) !== JMP.EXIT;
 
 /**
- * Can insns[start, end) be rewritten as a unit? Straight-line (a conditional jump may end it), no
- * inner labels, nothing pinned.
+ * Can insns[start, end) be rewritten as a unit? Straight-line with one entry: no inner labels,
+ * nothing pinned; conditional jumps may end it and, with `sideExits` (a superblock), leave it in
+ * the middle. Calls, exits and gotos end windows before them.
  */
-function windowOk(sec: CodeSection, blockEnd: Int32Array, start: number, end: number): boolean {
-  if (end > sec.insns.length || blockEnd[start]! < end) return false;
+function windowOk(sec: CodeSection, start: number, end: number, sideExits: boolean, blockEnd: Int32Array): boolean {
+  if (end > sec.insns.length || end <= start) return false;
+  if (!sideExits && blockEnd[start]! < end) return false;
   for (let k = start; k < end; k++) {
     const i = sec.insns[k]!;
     if (i.pinned || i.core?.length || (i.code === LD_IMM64 && i.src !== 0) || (k > start && i.labels?.length)) return false;
-    if (isControl(i) && !(k === end - 1 && isCondJump(i))) return false;
+    if (isControl(i) && !((k === end - 1 || sideExits) && isCondJump(i))) return false;
   }
   return true;
 }
+
+/** Does the window leave in the middle (a conditional jump before its last instruction)? */
+export const hasSideExit = (insns: readonly IrInsn[]): boolean => insns.some((i, k) => k < insns.length - 1 && isControl(i));
 
 function blockEnds(sec: CodeSection): Int32Array {
   const starts = blockStarts(sec);
@@ -141,7 +162,12 @@ export class SectionState {
   nonzero!: ReturnType<typeof nonzeroBitsIn>;
   stack!: ReturnType<typeof stackLiveness>;
   private pres: Map<number, WindowPre> | null | undefined;
-  constructor(sec: CodeSection, private readonly callee: CalleeReads, private readonly factsOf: (sec: CodeSection) => Map<number, WindowPre> | null) {
+  constructor(
+    sec: CodeSection,
+    readonly callee: CalleeReads,
+    private readonly factsOf: (sec: CodeSection) => Map<number, WindowPre> | null,
+    readonly mapOf: (insn: IrInsn) => MapSizes | undefined = () => undefined,
+  ) {
     this.sec = sec;
     this.refresh(sec);
   }
@@ -158,7 +184,13 @@ export class SectionState {
     this.ends = blockEnds(sec);
     this.consts = constantsIn(sec);
     this.nonzero = nonzeroBitsIn(sec);
-    this.stack = stackLiveness(sec, this.live, this.callee);
+    // helpers' memory arguments: map key/value sizes (the map r1 holds), constant sizes
+    const sources = ldImm64Sources(sec);
+    const consts = this.consts;
+    this.stack = stackLiveness(sec, this.live, this.callee, (i) => {
+      const k = sources[i]![1];
+      return helperMemory(sec.insns[i]!.imm, consts[i]!, k === undefined ? undefined : this.mapOf(sec.insns[k]!));
+    });
     if (window && this.pres) {
       const moved = new Map<number, WindowPre>();
       const delta = window.newLen - (window.end - window.start);
@@ -174,11 +206,34 @@ export class SectionState {
     if (this.pres === undefined) this.pres = this.factsOf(this.sec);
     return this.pres;
   }
-  liveOut(end: number): number[] {
-    return regList(liveOutAt(this.sec, this.live, this.succ, end - 1)).filter((r) => r <= 9);
+  /**
+   * Registers live where [start, end) is left: after its last instruction, and at the target of
+   * every side exit (a conditional jump inside a superblock window). One set for every exit: the
+   * window checker compares them at each.
+   */
+  liveOut(end: number, start = end - 1): number[] {
+    let set = liveOutAt(this.sec, this.live, this.succ, end - 1);
+    for (const t of this.sideTargets(start, end)) set |= this.live[t] ?? 0;
+    return regList(set).filter((r) => r <= 9);
   }
-  stackOut(end: number): { off: number; size: number }[] | 'all' {
-    return liveRanges(stackLiveAfter(this.stack, this.succ, end - 1));
+  stackOut(end: number, start = end - 1): { off: number; size: number }[] | 'all' {
+    const set = stackLiveAfter(this.stack, this.succ, end - 1);
+    for (const t of this.sideTargets(start, end)) {
+      const l = this.stack.liveIn[t];
+      if (l) for (let w = 0; w < set.length; w++) set[w]! |= l[w]!;
+    }
+    return liveRanges(set);
+  }
+  /** What is used after [start, end): registers and stack bytes (live-in at `start` when empty). */
+  postAt(start: number, end: number): { regs: number[]; stack: { off: number; size: number }[] | 'all' } {
+    if (end > start) return { regs: this.liveOut(end, start), stack: this.stackOut(end, start) };
+    return { regs: regList(this.live[start] ?? 0).filter((r) => r <= 9), stack: start < this.sec.insns.length ? liveRanges(this.stack.liveIn[start]!) : [] };
+  }
+  /** Targets of the conditional jumps in [start, end - 1) (the last one's are its successors). */
+  private sideTargets(start: number, end: number): number[] {
+    const out: number[] = [];
+    for (let k = Math.max(0, start); k < end - 1; k++) if (isControl(this.sec.insns[k]!)) for (const t of this.succ[k]!) if (t !== k + 1) out.push(t);
+    return out;
   }
   /**
    * The window's precondition: the safety model's pointer facts for registers live at its entry,
@@ -205,6 +260,23 @@ export class SectionState {
   }
 }
 
+/**
+ * The map an `ld_imm64` loads (its relocation's symbol: the map's own, or the legacy `maps`
+ * section's plus the map's offset), as key and value sizes.
+ */
+function mapSizesOf(obj: BpfObject): (insn: IrInsn) => MapSizes | undefined {
+  return (insn) => {
+    if (insn.code !== LD_IMM64 || !insn.reloc) return undefined;
+    const sym = obj.elf.symbols[insn.reloc.sym];
+    let m = obj.maps.find((d) => d.sym === insn.reloc!.sym);
+    if (!m && sym && (sym.info & 0xf) === 3 /* STT_SECTION */) {
+      const sec = obj.elf.sections[sym.shndx]?.name;
+      m = obj.maps.find((d) => d.section === sec && Number(obj.elf.symbols[d.sym]?.value ?? -1n) === insn.imm);
+    }
+    return m ? { keySize: m.keySize, valueSize: m.valueSize } : undefined;
+  };
+}
+
 /** Windows searched without finding anything (by content, facts and search effort), across sections. */
 const fruitless = new Set<string>();
 function remember(key: string): void {
@@ -215,7 +287,7 @@ const big = (_k: string, v: unknown): unknown => (typeof v === 'bigint' ? `${v}n
 
 /** The order windows are tried in one sweep: sizes, then starts; `chain` windows get the Markov chains. */
 interface PlannedWindow { start: number; end: number; iterations: number; kind: RewriteStep['kind'] }
-interface Pass { size: number; iterations: number; kind: RewriteStep['kind']; memoryOnly: boolean }
+interface Pass { size: number; iterations: number; kind: RewriteStep['kind']; memoryOnly: boolean; sideExits?: boolean }
 
 /**
  * One section under optimization: its current code and analyses, the gate, the steps taken.
@@ -253,7 +325,7 @@ export class SectionSession {
       return c && at !== undefined ? objLive.get(c.section)?.[at] : undefined;
     };
     this.useSafety = opts.safetyFacts !== false;
-    this.S = new SectionState(obj.code[secIndex]!, callee, (sec) => sectionPres(this.withSection(sec), this.secName, this.users));
+    this.S = new SectionState(obj.code[secIndex]!, callee, (sec) => sectionPres(this.withSection(sec), this.secName, this.users), mapSizesOf(obj));
   }
 
   get section(): CodeSection {
@@ -270,7 +342,7 @@ export class SectionSession {
     const step: RewriteStep = { kind, start, end, saved: sectionSlots(this.S.sec) - sectionSlots(next), proof, after: next };
     if (this.opts.onStep) this.opts.onStep(step);
     else this.steps.push(step);
-    const windowLike = kind === 'window' || kind === 'copy-run' || kind === 'dead-store' || kind === 'redundant-load';
+    const windowLike = kind === 'window' || kind === 'superblock' || kind === 'copy-run' || kind === 'dead-store' || kind === 'redundant-load';
     this.S.refresh(next, windowLike ? { start, end, newLen: end - start + next.insns.length - this.S.sec.insns.length } : undefined);
     this.stats.rewrites++;
   }
@@ -280,14 +352,14 @@ export class SectionSession {
     const S = this.S;
     return {
       section: this.secName, start, end, insns: S.sec.insns.slice(start, end).map(strip),
-      pres: [S.pre(start, this.useSafety)], liveOut: S.liveOut(end), stackOut: S.stackOut(end), progType: this.progType, refused,
+      pres: [S.pre(start, this.useSafety)], liveOut: S.liveOut(end, start), stackOut: S.stackOut(end, start), progType: this.progType, refused,
       ...(this.opts.objective && this.opts.objective !== 'size' ? { objective: this.opts.objective } : {}),
     };
   }
 
   /** Can [start, end) be a window now (straight-line, nothing pinned)? */
-  windowOk(start: number, end: number): boolean {
-    return windowOk(this.S.sec, this.S.ends, start, end);
+  windowOk(start: number, end: number, sideExits = this.opts.superblocks !== false): boolean {
+    return windowOk(this.S.sec, start, end, sideExits, this.S.ends);
   }
 
   /** The passes of one sweep, in order: window size (0: a block's copy run), kind, chain length. */
@@ -300,6 +372,11 @@ export class SectionSession {
     for (const size of o.chainWindowSizes ?? (o.windowSizes.length ? [6, 5, ...o.windowSizes.filter((k) => k >= 2 && k < 5)] : [])) {
       out.push({ size, iterations: o.search.iterations, kind: 'window', memoryOnly: false });
     }
+    // then superblocks: windows that leave in the middle (the ones above stop at block ends)
+    if (o.superblocks !== false && o.windowSizes.length) {
+      for (const size of [8, 6, 5, 4, 3]) out.push({ size, iterations: 0, kind: 'window', memoryOnly: false, sideExits: true });
+      for (const size of [6, 5, 4]) out.push({ size, iterations: o.search.iterations, kind: 'window', memoryOnly: false, sideExits: true });
+    }
     return out;
   }
 
@@ -309,14 +386,15 @@ export class SectionSession {
     if (p.size === 0) {
       // the longest run of the block from `start` (up to 40) with two stores or more
       for (let end = Math.min(S.ends[start] ?? 0, start + 40); end - start > 8; end--) {
-        if (!this.windowOk(start, end)) continue;
+        if (!this.windowOk(start, end, false)) continue;
         if (S.sec.insns.slice(start, end).filter((i) => opClass(i.code) === CLASS.ST || opClass(i.code) === CLASS.STX).length < 2) return null;
         return { start, end, iterations: p.iterations, kind: p.kind };
       }
       return null;
     }
     const end = start + p.size;
-    if (!this.windowOk(start, end)) return null;
+    if (!this.windowOk(start, end, p.sideExits === true)) return null;
+    if (p.sideExits && !hasSideExit(S.sec.insns.slice(start, end))) return null;
     if (p.memoryOnly && !memoryPattern(S.sec.insns.slice(start, end))) return null;
     return { start, end, iterations: p.iterations, kind: p.kind };
   }
@@ -368,11 +446,102 @@ export class SectionSession {
       }
     }
     const next = replaceWindow(this.S.sec, start, end, outcome.rewrite);
+    if (hasSideExit(now.insns) && !(await this.regionProven(next, true))) return false;
     if (!this.gate(this.withSection(next))) {
       this.stats.gateRejected++;
       return false;
     }
-    this.accept(next, (job as WindowJob & { kind?: RewriteStep['kind'] }).kind ?? 'window', start, end, 'smt');
+    const kind = (job as WindowJob & { kind?: RewriteStep['kind'] }).kind ?? 'window';
+    this.accept(next, kind === 'window' && hasSideExit(now.insns) ? 'superblock' : kind, start, end, 'smt');
+    return true;
+  }
+
+  /**
+   * The whole-program checker's word on `next` against `prev` (default: the current section), for
+   * every program running the section: true (all proven), false (one differs), null (it cannot
+   * decide: an unmodelled helper or CO-RE relocation elsewhere in a program, a timeout).
+   */
+  async programProof(next: CodeSection, prev: CodeSection = this.S.sec): Promise<boolean | null> {
+    if (!this.users.length) return null;
+    const before = this.withSection(prev), after = this.withSection(next);
+    this.stats.proposals++;
+    let all: boolean | null = true;
+    for (const p of this.users) {
+      const r = await checkPrograms(before, p, after, p, { timeoutMs: this.opts.timeoutMs, ...(this.opts.rlimit !== undefined ? { rlimit: this.opts.rlimit } : {}) });
+      this.stats.smtMs.push(r.ms);
+      if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] program proof ${p.name}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''}`);
+      if (r.equivalent === false) {
+        this.stats.refuted++;
+        return false;
+      }
+      if (r.equivalent === null) all = null;
+    }
+    if (all === null) this.stats.unknown++;
+    return all;
+  }
+
+  /**
+   * The program-level check of a rewrite with control flow inside, already proven by window
+   * proofs (`windowProven`): with regionProof 'program' (default) the whole-program checker must
+   * not find a difference, and where it cannot decide the window proofs stand; 'strict': it must
+   * prove it; 'window': not asked.
+   */
+  private async regionProven(next: CodeSection, windowProven: boolean, prev?: CodeSection): Promise<boolean> {
+    const mode = this.opts.regionProof ?? 'program';
+    if (mode === 'window') return windowProven;
+    const r = await this.programProof(next, prev);
+    if (r === false && windowProven) this.stats.disagreements = (this.stats.disagreements ?? 0) + 1;
+    return r === true || (r === null && windowProven && mode === 'program');
+  }
+
+  /**
+   * Applies a region rewrite if it is proven and the gate agrees. A superblock-shaped one is
+   * proven as a window (the window checker refutes a wrong one quickly) and then on the programs;
+   * one given as window steps (an insertion, deletions) by each step's window proof in turn, and
+   * on the programs; removing code no path reaches by the programs' control-flow pairing.
+   */
+  async tryRegion(c: RegionCandidate): Promise<boolean> {
+    if (c.window) {
+      if (!this.windowOk(c.start, c.end, true)) return false;
+      const job = { ...this.job(c.start, c.end), kind: c.kind };
+      return this.apply(job, { rewrite: c.window, proven: false, proposals: 0, checked: 0, refuted: 0, unknown: 0, smtMs: [], converged: true, cacheHit: false, ms: 0 });
+    }
+    let next = c.next;
+    if (c.steps) {
+      // each step proven as a window on the code the previous steps left (the first one with the
+      // safety model's facts of the current code, the others with k2's own analyses)
+      let cur = this.S.sec;
+      for (const [n, step] of c.steps.entries()) {
+        const st = n === 0 ? this.S : new SectionState(cur, this.S.callee, () => null, this.S.mapOf);
+        const before = cur.insns.slice(step.at, step.at + step.remove).map(strip);
+        if (before.some((i, k) => k > 0 && cur.insns[step.at + k]!.labels?.length)) return false;
+        const post = st.postAt(step.at, step.at + step.remove);
+        this.stats.proposals++;
+        const r = await checkWindow(before, step.insns.map(strip), st.pre(step.at, n === 0 && this.useSafety), post, { timeoutMs: this.opts.timeoutMs, object: this.obj, progType: this.progType, ...(this.opts.rlimit !== undefined ? { rlimit: this.opts.rlimit } : {}) });
+        this.stats.smtMs.push(r.ms);
+        if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] region step ${n} ${c.kind}@${step.at}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''}`);
+        if (r.equivalent !== true) {
+          if (r.equivalent === null) this.stats.unknown++;
+          else this.stats.refuted++;
+          return false;
+        }
+        cur = replaceWindow(cur, step.at, step.at + step.remove, step.insns);
+      }
+      if (!(await this.regionProven(cur, true))) return false;
+      next = cur;
+      if (c.cleanup) {
+        const clean = withoutUnreachable(cur);
+        if (!clean) return false;
+        // removing code no path reaches: the control-flow pairing of both versions proves it
+        if (clean !== cur && (await this.programProof(clean, cur)) !== true) return false;
+        next = clean;
+      }
+    } else if (!(await this.regionProven(next, false))) return false;
+    if (!this.gate(this.withSection(next))) {
+      this.stats.gateRejected++;
+      return false;
+    }
+    this.accept(next, c.kind, c.start, c.end, c.steps ? 'smt' : 'program');
     return true;
   }
 
@@ -504,6 +673,7 @@ export async function optimizeSection(
   if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept);
   if (opts.deadStores !== false) await deadStores(obj, S, (s) => session.withSection(s), gate, opts, stats, session.progType, accept, over);
   if (opts.redundantLoads !== false) await redundantLoadsPass(session, over);
+  if (opts.regions !== false) await regionPass(session, over);
 
   // Passes 4 and 5. Window by window, or (with `batch`) in batches of windows at consecutive
   // starts solved independently — the same batches whatever solves them, so results do not depend
@@ -527,6 +697,7 @@ export async function optimizeSection(
       else start = s;
     }
   }
+  if (opts.regions !== false) await regionPass(session, () => over(1.1));
   // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
   if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept, 1.25);
   return { obj: session.withSection(S.sec), stats, steps: session.steps };
@@ -660,6 +831,29 @@ async function redundantLoadsPass(session: SectionSession, over: () => boolean):
 }
 
 /**
+ * Region rewrites (regions.ts: subsumed bounds checks, hoisted constants, impossible null checks,
+ * threaded jumps), most slots saved first, each proven and gated; a candidate that fails is not
+ * tried again in this pass.
+ */
+async function regionPass(session: SectionSession, over: () => boolean): Promise<void> {
+  const S = session.state;
+  const failed = new Set<string>();
+  const key = (c: RegionCandidate): string => `${c.kind}|${insnKey(S.sec.insns.slice(c.start, c.end).map(strip))}`;
+  for (;;) {
+    if (over()) return;
+    const cands = [...boundsMerges(S.sec), ...constHoists(S.sec), ...nullChecks(S.sec, session.opts.safetyFacts !== false ? S.safetyPres() : null), ...jumpThreads(S.sec)]
+      .filter((c) => !failed.has(key(c)))
+      .sort((a, b) => b.saved - a.saved);
+    const c = cands[0];
+    if (!c) return;
+    const t0 = performance.now();
+    const ok = await session.tryRegion(c);
+    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] region ${c.kind} ${S.sec.name}@${c.start}-${c.end} saves ${c.saved}: ${ok} ${Math.round(performance.now() - t0)}ms`);
+    if (!ok) failed.add(key(c));
+  }
+}
+
+/**
  * Merges identical block tails one at a time while it saves at least two slots; each merge must be
  * proven equivalent for every program that runs this section, then pass the gate.
  */
@@ -674,7 +868,7 @@ async function tailMerges(
   for (;;) {
     if (over(budgetShare)) return;
     const sec = S.sec;
-    const m = findTailMerge(sec, 2, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
+    const m = findTailMerge(sec, opts.tailMergeMinSaved ?? 1, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
     if (!m) return;
     tried.add(`${m.start}/${m.keep}/${m.length}`);
     const next = invertBranchesOverGotos(applyTailMerge(sec, m));

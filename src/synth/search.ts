@@ -6,7 +6,7 @@
 import { CLASS, opClass, type Insn } from '../isa/index.js';
 import { compact, errorOn, passesAll, ERROR_WEIGHT, perfCost, type Observed, type TestCase } from './cost.js';
 import { DEFAULT_MIX, poolOf, propose, type MoveMix, type Slot } from './moves.js';
-import { atomicForms, copyMerges, copyRuns, deletions, jump32Forms, jumpForms, ldIndFolds, loadSingles, singles } from './fastpaths.js';
+import { atomicForms, copyMerges, copyRuns, deletions, stackAddrCopies, jump32Forms, jumpForms, ldIndFolds, loadSingles, singles } from './fastpaths.js';
 import { Rng } from './rng.js';
 
 export { poolOf } from './moves.js';
@@ -48,6 +48,8 @@ export const DEFAULT_SEARCH: SearchOptions = { iterations: 1000, beta: 1, seed: 
 export interface SearchContext {
   consts?: ReadonlyMap<number, bigint>;
   disjoint?: (a: number, b: number) => boolean;
+  /** Registers holding a stack address at entry (register → offset from r10). */
+  stack?: ReadonlyMap<number, number>;
 }
 
 export interface SearchStats {
@@ -92,14 +94,18 @@ export function searchWindow(
   };
   tryAll(deletions(body));
   if (best) return best;
+  // side exits (conditional jumps inside a superblock window) stay where they are in the chains
+  const pinned = body.map((i) => opClass(i.code) === CLASS.JMP || opClass(i.code) === CLASS.JMP32);
+  const sideExits = pinned.some(Boolean);
   const pool = poolOf(window, obs.liveOut);
   tryAll(jumpForms(window, ctx.consts ?? new Map()), true);
   tryAll(jump32Forms(window), true);
   tryAll(atomicForms(body, ctx.consts ?? new Map()));
   tryAll(ldIndFolds(body));
+  if (ctx.stack?.size) tryAll(stackAddrCopies(body, ctx.stack));
   tryAll(copyRuns(body, obs.liveOut, ctx.disjoint ?? (() => false)));
   if (pool.regs.length === 0) return best;
-  if (perf(body) > 1 && !best && body.length <= 6) {
+  if (perf(body) > 1 && !best && body.length <= 6 && !sideExits) {
     for (const c0 of singles(pool)) {
       const c = withTail(c0);
       if (passesAll(c, tests, obs)) consider(c, perf(c));
@@ -111,13 +117,17 @@ export function searchWindow(
   if (best) return best;
   if (body.length <= 2 || opts.iterations <= 0) return best; // two-instruction windows are covered completely above
 
+  // the chains may also use one register the window neither reads nor leaves live (a temporary:
+  // e.g. to keep a loaded pointer while the loaded register is reused)
+  const scratch = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9].find((r) => !pool.regs.includes(r));
+  const chainPool = scratch === undefined ? pool : { ...pool, regs: [...pool.regs, scratch] };
   const steer = tests.slice(0, 4);
   const settings = opts.settings ?? [{ ...SETTINGS[0]!, beta: opts.beta }, ...SETTINGS.slice(1)];
   const cap = opts.maxIterations ?? 100_000;
   const quiet = opts.convergeAfter ?? opts.iterations;
   settings.forEach((s, n) => {
     const rng = new Rng((opts.seed * 0x9e3779b1 + n * 7919) >>> 0);
-    let cur: Slot[] = s.start === 'original' ? [...body] : body.map(() => null);
+    let cur: Slot[] = s.start === 'original' ? [...body] : body.map((i, k) => (pinned[k] ? i : null));
     const c0 = withTail(compact(cur));
     let curCost = ERROR_WEIGHT * errorOn(c0, steer, obs) + perf(c0);
     let lowest = curCost;
@@ -126,7 +136,7 @@ export function searchWindow(
     stats.chains++;
     let it = 0;
     for (; it < budget && it < cap; it++) {
-      const next = propose(rng, cur, pool, s.mix);
+      const next = propose(rng, cur, chainPool, s.mix, sideExits ? pinned : undefined);
       const insns = withTail(compact(next));
       // The chain is steered by a few tests; a zero-error candidate must then pass them all.
       const err = errorOn(insns, steer, obs);

@@ -7,7 +7,7 @@ import type { Insn } from '../isa/index.js';
 import { CLASS, JMP, REG_FP, formatInsn, jmpOp, opClass } from '../isa/index.js';
 import type { BpfObject, IrInsn } from '../ir/types.js';
 import { checkWindowStates, objectMaps, type Counterexample, type WindowPost, type WindowPre } from '../smt/index.js';
-import { makeTest, objectiveCost, type Objective, type Observed, type TestCase } from './cost.js';
+import { makeTest, objectiveCost, passesAll, type Objective, type Observed, type TestCase } from './cost.js';
 import { cloneState } from './eval.js';
 import { inputFromCex, randomInputFor, type WindowContext } from './inputs.js';
 import { Rng } from './rng.js';
@@ -86,6 +86,13 @@ function constsOf(pre: WindowPre): Map<number, bigint> {
   return m;
 }
 
+/** Registers a precondition says hold a stack address (register → offset from r10). */
+function stackRegsOf(pre: WindowPre): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const [r, f] of Object.entries(pre.regs ?? {})) if (f?.kind === 'stack') m.set(Number(r), f.off);
+  return m;
+}
+
 const REGION: Record<string, string> = { stack: 'stack', ctx: 'ctx', packet: 'pkt', packet_end: 'pkt', map_value: 'map', mem: 'mem' };
 
 /** Which entry registers point into different memory regions (so accesses through them cannot alias). */
@@ -127,10 +134,20 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
   const tests = testsFor(job, wc, rng, opts.tests);
   if (!tests) return done();
   const window = job.insns;
+  // Every conditional jump must be tested both ways, or what decides a jump random inputs always
+  // take (`if r5 != 8`), and whatever follows it, goes untested: inputs for the missing directions
+  // come from the checker, once, when a first candidate passes the random tests (most windows
+  // never get one).
+  let covered: boolean | null = window.some((i) => isControl(i) && i.target !== undefined) ? null : true;
   const observed: Observed = { liveOut: job.liveOut, stackLive: stackMask(job.stackOut) };
   const post: WindowPost = { regs: job.liveOut, stack: job.stackOut };
   const refused = new Set(job.refused ?? []);
   const check = async (cand: IrInsn[]): Promise<boolean | null> => {
+    if (covered === null) {
+      covered = await coverJumps(job, tests, wc, rng, { timeoutMs: opts.timeoutMs, object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) }, out);
+      if (!covered) { out.unknown++; return null; }
+      if (!passesAll(cand, tests, observed)) { refused.add(insnKey(cand)); return false; }
+    } else if (!covered) return null;
     out.checked++;
     const res = await checkWindowStates(window, cand, job.pres.length ? job.pres : [{}], post, { timeoutMs: opts.timeoutMs, object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
     out.smtMs.push(res.ms);
@@ -155,10 +172,26 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
       return done();
     }
   }
-  const ctx = { consts: constsOf(job.pres.length === 1 ? job.pres[0]! : {}), disjoint: disjointOf(job.pres.length ? job.pres : [{}]) };
+  const ctx = { consts: constsOf(job.pres.length === 1 ? job.pres[0]! : {}), disjoint: disjointOf(job.pres.length ? job.pres : [{}]), stack: stackRegsOf(job.pres.length === 1 ? job.pres[0]! : {}) };
   const stats: SearchStats = { proposals: 0, chains: 0, converged: true };
-  // Candidates must keep control flow at the end (a window is one block's tail at most).
-  const shapeOk = (c: Insn[]): boolean => c.every((i, k) => !isControl(i) || (k === c.length - 1 && isControl(window[window.length - 1]!)));
+  // Candidates keep the window's control flow: its side exits as they are and in their order (one
+  // may go), and a jump ending the window last, to the same place (its form may change).
+  const last = window[window.length - 1]!;
+  const endsInJump = isControl(last);
+  const sides = window.slice(0, endsInJump ? -1 : undefined).filter(isControl).map((i) => insnKey([i]));
+  const shapeOk = (c: Insn[]): boolean => {
+    const n = endsInJump ? c.length - 1 : c.length;
+    if (endsInJump && (n < 0 || !isControl(c[n]!) || (c[n] as IrInsn).target !== last.target)) return false;
+    let j = 0;
+    for (let k = 0; k < n; k++) {
+      if (!isControl(c[k]!)) continue;
+      const key = insnKey([c[k]!]);
+      while (j < sides.length && sides[j] !== key) j++;
+      if (j === sides.length) return false;
+      j++;
+    }
+    return true;
+  };
   for (let round = 0; round < opts.cegisRounds; round++) {
     const search = { ...opts.search, seed: seed * 31 + round, perf, ...(job.iterations !== undefined ? { iterations: job.iterations } : {}) };
     const cand = searchWindow(window, tests, observed, search, (c) => refused.has(insnKey(c)) || !shapeOk(c), ctx, stats);
@@ -178,6 +211,47 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
   out.proposals = stats.proposals;
   out.converged = stats.converged;
   return done();
+}
+
+/** Positions of the conditional jumps before a window's last instruction (a superblock's side exits). */
+export const sideExitsOf = (w: readonly Insn[]): number[] => w.flatMap((i, k) => (k < w.length - 1 && isControl(i) && (i as IrInsn).target !== undefined ? [k] : []));
+
+const COVER = '$cover', PASS = '$pass';
+
+/** Does the window, run on `input`, take its jump at `p` (true), pass it (false), or not get there (null)? */
+function takesExit(window: readonly IrInsn[], p: number, input: TestCase['input']): boolean | null {
+  const w = [...window.slice(0, p), { ...window[p]!, target: COVER }, { code: CLASS.JMP | JMP.JA, dst: 0, src: 0, off: 0, imm: 0, target: PASS }];
+  const t = makeTest(w, cloneState(input));
+  return t?.expected.left === COVER ? true : t?.expected.left === PASS ? false : null;
+}
+
+/**
+ * Makes sure every conditional jump of the window is taken by some test and passed by another: for a
+ * direction no test covers, the checker is asked for an input (the window against itself with
+ * that exit removed, or made unconditional: any difference is an input taking, or passing, it).
+ * A direction the checker proves impossible needs no test. False when some direction can be
+ * neither covered nor ruled out (then the window is not searched).
+ */
+export async function coverJumps(job: WindowJob, tests: TestCase[], wc: WindowContext, rng: Rng, copts: Parameters<typeof checkWindowStates>[4], out: Pick<WindowOutcome, 'checked' | 'smtMs'> = { checked: 0, smtMs: [] }): Promise<boolean> {
+  const window = job.insns;
+  for (const p of window.flatMap((i, k) => (isControl(i) && i.target !== undefined ? [k] : []))) {
+    for (const want of [true, false]) {
+      if (tests.some((t) => takesExit(window, p, t.input) === want)) continue;
+      const a = window.map((i, k) => (k === p ? { ...i, target: COVER } : i));
+      const b = want ? a.filter((_, k) => k !== p) : a.map((i, k) => (k === p ? { code: CLASS.JMP | JMP.JA, dst: 0, src: 0, off: 0, imm: 0, target: COVER } : i));
+      out.checked++;
+      const r = await checkWindowStates(a, b, job.pres.length ? job.pres : [{}], { regs: [], stack: [] }, copts);
+      out.smtMs.push(r.ms);
+      if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] cover ${job.section}@${job.start} jump ${p} ${want ? 'taken' : 'passed'}: ${r.equivalent} ${r.ms}ms ${r.reason ?? ''}`);
+      if (r.equivalent === true) continue; // that direction never happens
+      if (r.equivalent === null || !r.counterexample) return false;
+      const input = inputFromCex(rng, r.counterexample, job.pres[0] ?? {}, wc);
+      const t = input ? makeTest(window, cloneState(input)) : null;
+      if (!t || takesExit(window, p, t.input) !== want) return false;
+      tests.push(t);
+    }
+  }
+  return true;
 }
 
 /** A checker counterexample as a window test case (null when the evaluator cannot reproduce it). */
