@@ -10,8 +10,11 @@ import { register as checkSemantics } from './check-semantics.js';
 import { register as difftest } from './difftest.js';
 import { register as safety } from './safety.js';
 import { register as equiv } from './equiv.js';
+import { register as build } from './build.js';
+import { register as cache } from './cache.js';
 import { register as check } from './check.js';
 import { register as repair } from './repair.js';
+import { register as server } from './server.js';
 
 export const commands: ((program: Command) => void)[] = [
   verify,
@@ -25,5 +28,8 @@ export const commands: ((program: Command) => void)[] = [
   safety,
   equiv,
   check,
+  build,
+  cache,
   repair,
+  server,
 ];

@@ -1,0 +1,239 @@
+import test from 'ava';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { join, basename } from 'node:path';
+import { tmpdir } from 'node:os';
+import { execa } from 'execa';
+import { readObject, readObjectBytes, objectBytes, insertNops, type BpfObject, type IrInsn } from '../src/ir/index.js';
+import { CLASS, ALU, opClass, aluOp } from '../src/isa/index.js';
+import { checkObjects, shutdownZ3 } from '../src/smt/index.js';
+import { DEFAULTS, optimizerSettings, type K2Config } from '../src/config/index.js';
+import {
+  cacheKey, cacheRoot, cacheStats, cleanCache, encodeEntry, entryFor, entryPath, k2BuildId, processObject, proveSameBehaviour, readEntry, sha256, writeEntry, type CacheEntry,
+} from '../src/cache/index.js';
+import { fixtureObjects, k2, repo } from './helpers/paths.js';
+import { hasDwarf, processObjectBytes } from '../src/cache/pipeline.js';
+import { checkCandidate, rememberProof } from '../src/cache/verify.js';
+import { readElf } from '../src/elf/index.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'k2cache-'));
+process.env.K2_CACHE_DIR = join(tmp, 'cache');
+test.after.always(async () => {
+  await shutdownZ3();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+const config: K2Config = { ...DEFAULTS, budgetMs: 300 };
+const fixture = (name: string): string => {
+  const f = fixtureObjects().find((p) => basename(p) === name);
+  if (!f) throw new Error(`fixture ${name} not built (make -C fixtures)`);
+  return f;
+};
+const withNops = (obj: BpfObject): BpfObject => ({ ...obj, code: obj.code.map(insertNops) });
+const isMovR0 = (i: IrInsn): boolean => (opClass(i.code) === CLASS.ALU64 || opClass(i.code) === CLASS.ALU) && aluOp(i.code) === ALU.MOV && (i.code & 0x08) === 0 && i.dst === 0;
+
+/** A hand-made entry for clang's object `file` holding `code` (so these tests do not depend on what the optimizer finds). */
+function plant(file: string, code: (obj: BpfObject) => BpfObject): { key: string; entry: CacheEntry; obj: BpfObject; planted: BpfObject } {
+  const bytes = new Uint8Array(readFileSync(file));
+  const obj = readObjectBytes(bytes, file);
+  const planted = code(obj);
+  const inputSha = sha256(bytes);
+  const key = cacheKey(inputSha, optimizerSettings(config));
+  const report = { ms: 1, kernelChecked: true, slotsBefore: 0, slotsAfter: 0, sections: obj.code.map((s) => ({ name: s.name, slotsBefore: 1, slotsAfter: 1, status: 'optimized', reason: null })) };
+  const entry = entryFor(obj, planted, report as never, key, inputSha, k2BuildId());
+  return { key, entry, obj, planted };
+}
+
+test('entries are written whole: a flipped byte or a torn file is reported as corrupt, never parsed', (t) => {
+  const root = join(tmp, 'store');
+  const e: CacheEntry = { format: 1, key: 'ab'.repeat(32), input: 'cd'.repeat(32), k2: 'x', created: 'now', result: { ms: 1, kernelChecked: false, sections: [] }, code: [] };
+  t.true(writeEntry(e, root));
+  const r = readEntry(e.key, root);
+  t.is(r.kind, 'entry');
+  t.deepEqual((r as { entry: unknown }).entry, e);
+  const path = entryPath(e.key, root);
+  const text = readFileSync(path, 'utf8');
+  writeFileSync(path, text.replace('"ms":1', '"ms":2'));
+  t.like(readEntry(e.key, root), { kind: 'corrupt', reason: 'checksum mismatch (torn or altered entry)' });
+  writeFileSync(path, text.slice(0, text.length - 10));
+  t.like(readEntry(e.key, root), { kind: 'corrupt' });
+  writeFileSync(path, 'garbage');
+  t.like(readEntry(e.key, root), { kind: 'corrupt', reason: 'no k2-cache header' });
+  t.is(readEntry('ef'.repeat(32), root).kind, 'absent');
+  t.deepEqual(readdirSync(join(root, 'objects', 'ab')).filter((f) => f.startsWith('.tmp')), [], 'no temporary files left');
+});
+
+test('re-proof: relinked code (a nop before every instruction) is proven equal to clang\'s on every fixture, both ways', async (t) => {
+  for (const f of fixtureObjects()) {
+    const obj = readObject(f);
+    const nops = withNops(obj);
+    const ab = await proveSameBehaviour(obj, nops, { timeoutMs: 2000 });
+    const ba = await proveSameBehaviour(nops, obj, { timeoutMs: 2000 });
+    t.true(ab.proven, `${basename(f)}: ${ab.reason}`);
+    t.true(ba.proven, `${basename(f)} (reverse): ${ba.reason}`);
+  }
+});
+
+test('re-proof: one-instruction mutants are refused, and none the whole-program checker proves different is accepted', async (t) => {
+  let seed = 11;
+  const rnd = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n; };
+  let refused = 0, accepted = 0;
+  for (const name of ['socket_filter.o', 'global_data.o', 'jmp32.o', 'calls.o', 'loops.o']) {
+    const obj = readObject(fixture(name));
+    for (let m = 0; m < 10; m++) {
+      const si = rnd(obj.code.length);
+      const sites = obj.code[si]!.insns.map((i, k) => [i, k] as const).filter(([i]) => !i.pinned && !i.reloc && (opClass(i.code) === CLASS.ALU || opClass(i.code) === CLASS.ALU64));
+      if (!sites.length) continue;
+      const [insn, k] = sites[rnd(sites.length)]!;
+      const mutant: IrInsn = insn.code & 0x08 ? { ...insn, src: (insn.src + 1) % 10 } : { ...insn, imm: insn.imm + 1 };
+      const mutated = { ...obj, code: obj.code.map((s, x) => (x === si ? { ...s, insns: s.insns.map((i, y) => (y === k ? mutant : i)) } : s)) };
+      const r = await proveSameBehaviour(obj, withNops(mutated), { timeoutMs: 2000 });
+      if (!r.proven) { refused++; continue; }
+      accepted++;
+      const oracle = await checkObjects(obj, mutated, { timeoutMs: 2000 });
+      t.not(oracle.equivalent, false, `${name}: section ${obj.code[si]!.name} insn ${k} mutant accepted but proven different`);
+    }
+  }
+  t.log(`${refused} mutants refused, ${accepted} accepted (each checked by the whole-program checker)`);
+  t.true(refused >= 35, `only ${refused} of ${refused + accepted} mutants refused`);
+});
+
+test.serial('a valid entry is used: the output is its code, written by k2 from clang\'s object', async (t) => {
+  const file = fixture('xdp_parser.o');
+  const { key, entry, planted } = plant(file, withNops);
+  t.true(writeEntry(entry));
+  const out = join(tmp, 'hit.o');
+  const r = await processObject(file, { config, write: out });
+  t.is(r.cache, 'hit');
+  t.is(r.verification, 'kernel');
+  t.true(Buffer.from(readFileSync(out)).equals(Buffer.from(objectBytes(planted))));
+  t.is(readEntry(key).kind, 'entry');
+});
+
+test.serial('a planted entry (valid checksum, changed return values) is detected, removed and not used', async (t) => {
+  const file = fixture('calls.o');
+  // every `r0 = K` / `w0 = K` gets another constant: the programs' verdicts change
+  const { key, entry, planted } = plant(file, (o) => ({
+    ...o, code: o.code.map((s) => ({ ...s, insns: s.insns.map((i) => (isMovR0(i) ? { ...i, imm: i.imm ^ 1 } : i)) })),
+  }));
+  t.true(entry.code.length > 0, 'the plant changes code');
+  t.true(writeEntry(entry));
+  const before = cacheStats();
+  const warnings: string[] = [];
+  const out = join(tmp, 'planted.o');
+  const r = await processObject(file, { config, write: out, onWarning: (m) => warnings.push(m) });
+  t.is(r.cache, 'rejected');
+  t.regex(warnings.join('\n'), /failed its check \(not proven equivalent to clang's object: .*differs/);
+  t.is(cacheStats().rejected, before.rejected + 1);
+  // the output is k2's own result, not the planted code
+  t.false(Buffer.from(readFileSync(out)).equals(Buffer.from(objectBytes(planted))));
+  // whatever is stored now is not the planted code
+  const now = readEntry(key);
+  if (now.kind === 'entry') t.notDeepEqual((now.entry as CacheEntry).code, entry.code);
+});
+
+test.serial('a corrupted entry, an entry of another object and a malformed entry are each refused', async (t) => {
+  const file = fixture('socket_filter.o');
+  const other = fixture('global_data.o');
+  const cases: [string, (e: CacheEntry, key: string) => string, RegExp][] = [
+    ['flipped byte', (e) => encodeEntry(e).replace('"slotsBefore":1', '"slotsBefore":7'), /checksum mismatch/],
+    ['another object', (e) => encodeEntry({ ...e, input: plant(other, withNops).entry.input }), /made from another object/],
+    ['unknown field', (e) => encodeEntry({ ...e, code: [{ ...e.code[0]!, insns: e.code[0]!.insns.map((i, k) => (k === 0 ? { ...i, evil: 1 } as IrInsn : i)) }] }), /unknown instruction field "evil"/],
+    ['foreign relocation', (e) => encodeEntry({ ...e, code: [{ ...e.code[0]!, insns: e.code[0]!.insns.map((i, k) => (k === 1 ? { ...i, reloc: { sym: 9999, type: 1 } } : i)) }] }), /relocation clang's code does not have/],
+  ];
+  for (const [what, corrupt, why] of cases) {
+    const { key, entry } = plant(file, withNops);
+    t.true(writeEntry(entry));
+    writeFileSync(entryPath(key), corrupt(entry, key));
+    const warnings: string[] = [];
+    const r = await processObject(file, { config, write: join(tmp, 'c.o'), onWarning: (m) => warnings.push(m) });
+    t.is(r.cache, 'rejected', what);
+    t.regex(warnings.join('\n'), why, what);
+  }
+});
+
+test.serial('k2 cache stats and clean', async (t) => {
+  const s = await execa('node', [k2, 'cache', 'stats', '--json'], { env: { K2_CACHE_DIR: cacheRoot() } });
+  const stats = JSON.parse(s.stdout);
+  t.is(stats.root, cacheRoot());
+  t.true(stats.entries >= 0 && stats.rejected >= 1);
+  const c = await execa('node', [k2, 'cache', 'clean'], { env: { K2_CACHE_DIR: cacheRoot() } });
+  t.regex(c.stdout, /^removed \d+ results/);
+  t.false(existsSync(join(cacheRoot(), 'objects')));
+  t.is(cleanCache().entries, 0);
+  void repo;
+});
+
+test('hasDwarf (section headers only) agrees with a full ELF parse on every fixture, and is false on garbage', (t) => {
+  let withDwarf = 0;
+  for (const f of fixtureObjects()) {
+    const bytes = new Uint8Array(readFileSync(f));
+    const full = readElf(bytes).sections.some((s) => s.name.startsWith('.debug_'));
+    t.is(hasDwarf(bytes), full, basename(f));
+    if (full) withDwarf++;
+  }
+  t.true(withDwarf > 0, 'some fixture has DWARF');
+  t.false(hasDwarf(new Uint8Array(100)));
+  t.false(hasDwarf(new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 2, 1])));
+});
+
+test('a check passed in this process is not repeated for the same bytes; other bytes are checked in full', async (t) => {
+  const file = fixture('calls.o');
+  const bytes = new Uint8Array(readFileSync(file));
+  const obj = readObjectBytes(bytes, file);
+  // relinked with a nop before every instruction: different bytes, provably the same behaviour
+  const cand = withNops(obj);
+  const changed = cand.code.map((s) => s.name);
+  const first = await checkCandidate(obj, bytes, cand, changed, { kernel: true, timeoutMs: 2000 });
+  t.true(first.ok, first.reason ?? '');
+  t.false(first.proofReused);
+  t.false(first.safetyReused);
+  const again = await checkCandidate(obj, bytes, cand, changed, { kernel: true, timeoutMs: 2000 });
+  t.true(again.ok);
+  t.true(again.proofReused, 'the same bytes are not proven twice');
+  t.true(again.safetyReused, 'nor loaded into the kernel twice');
+  t.is(again.verification, first.verification);
+  // a result this process proved when storing it is not proven again on its first hit
+  const other = { ...obj, code: obj.code.map((s) => insertNops(insertNops(s))) };
+  rememberProof(sha256(bytes), objectBytes(other));
+  const hit = await checkCandidate(obj, bytes, other, changed, { kernel: true, timeoutMs: 2000 });
+  t.true(hit.ok);
+  t.true(hit.proofReused);
+  t.false(hit.safetyReused, 'safety was not checked at store time: checked now');
+  // a changed candidate (other return values) is checked in full and refused
+  const mutant: BpfObject = { ...cand, code: cand.code.map((s) => ({ ...s, insns: s.insns.map((i) => (isMovR0(i) ? { ...i, imm: i.imm ^ 1 } : i)) })) };
+  t.false(Buffer.from(objectBytes(mutant)).equals(Buffer.from(objectBytes(cand))), 'the mutant changes code');
+  const bad = await checkCandidate(obj, bytes, mutant, changed, { kernel: true, timeoutMs: 2000 });
+  t.false(bad.ok);
+  t.false(bad.proofReused);
+});
+
+test('processObjectBytes takes clang\'s object as bytes and hands the output to a function (the compile server\'s way)', async (t) => {
+  const file = fixture('socket_filter.o');
+  const a = join(tmp, 'pob-a.o');
+  const r1 = await processObject(file, { config: { ...config, cache: false }, write: a });
+  let out: Uint8Array | null = null;
+  const r2 = await processObjectBytes(new Uint8Array(readFileSync(file)), { config: { ...config, cache: false }, display: file, write: (b) => { out = b; } });
+  t.is(r2.slotsBefore, r1.slotsBefore);
+  t.is(r2.output, '-');
+  t.truthy(out);
+  t.is(readObjectBytes(out!, 'out').programs.length, readObject(a).programs.length);
+  t.is(r2.dwarfDropped, r1.dwarfDropped);
+});
+
+test('re-proof: a constant hoisted above a branch (set on both arms before) is proven; a different constant is not', async (t) => {
+  const { asm } = await import('../src/smt/index.js');
+  const base = readObject(fixture('redundant.o'));
+  const objectWith = (text: string): BpfObject => {
+    const insns = asm(text);
+    insns[0] = { ...insns[0]!, labels: [...(insns[0]!.labels ?? []), 'L0'] };
+    return { ...base, code: [{ ...base.code[0]!, insns, symbols: [] }], programs: base.programs.slice(0, 1).map((p) => ({ ...p, section: base.code[0]!.name, entry: 'L0' })) };
+  };
+  // XDP: r2 = ctx->rx_queue_index (a scalar); clang: `r1 = 1` on each arm; k2's const-hoist: once above the branch
+  const clang = objectWith('r2 = *(u32 *)(r1 + 16); if r2 == 0 goto t; r1 = 1; *(u64 *)(r10 - 8) = r1; goto x; t: r1 = 1; *(u64 *)(r10 - 8) = r1; r1 = 5; *(u64 *)(r10 - 16) = r1; x: r0 = *(u64 *)(r10 - 8); exit');
+  const hoisted = objectWith('r2 = *(u32 *)(r1 + 16); r1 = 1; if r2 == 0 goto t; *(u64 *)(r10 - 8) = r1; goto x; t: *(u64 *)(r10 - 8) = r1; r1 = 5; *(u64 *)(r10 - 16) = r1; x: r0 = *(u64 *)(r10 - 8); exit');
+  const wrong = objectWith('r2 = *(u32 *)(r1 + 16); r1 = 1; if r2 == 0 goto t; *(u64 *)(r10 - 8) = r1; goto x; t: r1 = 2; *(u64 *)(r10 - 8) = r1; r1 = 5; *(u64 *)(r10 - 16) = r1; x: r0 = *(u64 *)(r10 - 8); exit');
+  const ok = await proveSameBehaviour(clang, hoisted, { timeoutMs: 5000 });
+  t.true(ok.proven, ok.reason ?? '');
+  const bad = await proveSameBehaviour(clang, wrong, { timeoutMs: 5000 });
+  t.false(bad.proven);
+});
