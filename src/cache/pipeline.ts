@@ -10,6 +10,7 @@ import { cacheKey, k2BuildId, sha256 } from './key.js';
 import { cacheRoot, readEntry, recordEvent, removeEntry, writeEntry, type SectionSummary } from './store.js';
 import { BadEntry, entryFor, objectFromEntry } from './entry.js';
 import { checkCandidate, rememberProof, type Verification } from './verify.js';
+import type { RepairSummary } from '../repair/stage.js';
 
 export type CacheOutcome =
   | 'hit' // a stored result passed its checks and was used
@@ -33,6 +34,7 @@ export interface ObjectResult {
   error: string | null; // status 'failed': why clang's object was kept
   via?: 'server' | 'process'; // k2-clang / k2 build: optimized on the compile server or in its own process
   budgetMs?: number | null; // the search time the object was given (cache misses)
+  repair?: RepairSummary; // "repair": true (cache misses): what the repair stage did
 }
 
 export interface PipelineOptions {
@@ -108,7 +110,8 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
 
   const settings = optimizerSettings(config);
   const inputSha = sha256(bytes);
-  const key = cacheKey(inputSha, settings);
+  // repair changes what is written: part of the key (a repaired result is re-proven against clang's object like any other)
+  const key = cacheKey(inputSha, config.repair ? Object.assign({}, settings, { repair: true }) : settings);
   const root = cacheRoot();
   let cache: CacheOutcome = config.cache ? 'miss' : 'off';
   let cacheNote: string | null = null;
@@ -144,9 +147,18 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
     } else recordEvent('miss', root);
   }
 
+  let start = obj;
+  let repair: RepairSummary | undefined;
+  if (config.repair) {
+    opts.onProgress?.('repairing programs the verifier rejects');
+    const { repairStage, repairLine } = await import('../repair/index.js');
+    ({ obj: start, repair } = await repairStage(obj, {}));
+    const line = repairLine(repair);
+    if (line && repair.status === 'skipped') warn(`${name}: ${line}`);
+  }
   const { optimizeObject } = await import('../driver/optimize.js');
   const budgetMs = objectBudget(config, opts.clangMs ?? null);
-  const { obj: outObj, report } = await optimizeObject(obj, {
+  const { obj: outObj, report } = await optimizeObject(start, {
     effort: settings.effort,
     kernel: settings.kernel,
     ...(EFFORT_PROFILES[settings.effort].finalDifftestInputs !== null ? { difftestInputs: EFFORT_PROFILES[settings.effort].finalDifftestInputs! } : {}),
@@ -179,5 +191,5 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
     }
     if (storable && writeEntry(entry, root)) recordEvent('store', root);
   }
-  return result({ status, slotsAfter: report.slotsAfter, cache, cacheNote, verification: changed ? (report.kernelChecked ? 'kernel' : 'model') : 'none', sections, searchMs: report.ms, budgetMs }, out);
+  return result({ status, slotsAfter: report.slotsAfter, cache, cacheNote, verification: changed ? (report.kernelChecked ? 'kernel' : 'model') : 'none', sections, searchMs: report.ms, budgetMs, ...(repair ? { repair } : {}) }, out);
 }

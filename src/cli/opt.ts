@@ -1,6 +1,10 @@
 // `k2 opt IN -o OUT`: superoptimize every code section, gate each, write the object and a report.
 import type { Command } from 'commander';
-import { optimizeFile, type Effort, type Objective, type OptimizeReport } from '../driver/optimize.js';
+import { optimizeObject, type Effort, type Objective, type OptimizeReport } from '../driver/optimize.js';
+import { readObject, writeObject, type BpfObject } from '../ir/index.js';
+import { slotsOf } from '../isa/index.js';
+import { repairLine, repairStage, type RepairSummary } from '../repair/index.js';
+import { EXIT } from '../util/errors.js';
 import { K2Error } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { action, printJson, table, EXIT_CODES_HELP } from './common.js';
@@ -17,7 +21,9 @@ function num(v: string | undefined, flag: string, min: number, integer = false):
 
 const pct = (a: number, b: number): string => (a ? `${((100 * (a - b)) / a).toFixed(1)}%` : '0.0%');
 
-function summary(r: OptimizeReport): string {
+const objectSlots = (obj: BpfObject): number => obj.code.reduce((n, sec) => n + sec.insns.reduce((m, i) => m + slotsOf(i), 0), 0);
+
+function summary(r: OptimizeReport & { repair?: RepairSummary; inputSlots?: number }): string {
   const rows = r.sections.map((s) => [
     s.name, s.before.slots, s.after.slots, s.status + (s.reason ? ` (${s.reason})` : ''),
     `${s.before.latencyNs}→${s.after.latencyNs}`,
@@ -26,7 +32,9 @@ function summary(r: OptimizeReport): string {
   ]);
   const head = table(['section', 'slots', 'after', 'status', 'latency ns', 'verified insns', 'difftest', 's'], rows);
   const checked = r.kernelChecked ? 'kernel-verified' : 'model-checked only (no kernel check)';
-  return `${head}${r.slotsBefore} → ${r.slotsAfter} slots (-${pct(r.slotsBefore, r.slotsAfter)}), latency ${r.before.latencyNs} → ${r.after.latencyNs} ns (model), objective ${r.objective}, ${(r.ms / 1000).toFixed(1)} s, ${checked}\n`;
+  const repaired = r.repair ? repairLine(r.repair) : null;
+  const from = r.inputSlots !== undefined && r.inputSlots !== r.slotsBefore ? `input ${r.inputSlots} slots, after repair ` : '';
+  return `${head}${repaired ? `${repaired}\n` : ''}${from}${r.slotsBefore} → ${r.slotsAfter} slots (-${pct(r.slotsBefore, r.slotsAfter)}), latency ${r.before.latencyNs} → ${r.after.latencyNs} ns (model), objective ${r.objective}, ${(r.ms / 1000).toFixed(1)} s, ${checked}\n`;
 }
 
 export function register(program: Command): void {
@@ -51,6 +59,7 @@ export function register(program: Command): void {
     .option('--iterations <n>', 'MCMC iterations per window and round')
     .option('--timeout-ms <ms>', 'SMT timeout per equivalence query')
     .option('--no-tail-merge', 'keep duplicated block tails (tail merging saves slots; a merged path runs one more goto)')
+    .option('--repair', 'first repair programs the kernel verifier rejects (as k2 repair; needs bpf()), then optimize')
     .addHelpText('after', `
 Every rewrite is proven equivalent (Z3 or the term normal form; tail merges by pairing both
 control-flow graphs; timeout or unknown = rejected) and checked by k2's model of the verifier.
@@ -70,11 +79,16 @@ rewrites/; a cached rewrite is proven again on the window before use.
 The report (--json, --report) has per section: before/after {slots, insns, latencyNs,
 verifiedInsns}, status optimized|unchanged|fallback, reason, proven, kernel, difftest, ms.
 When code changes, DWARF (.debug_*) is dropped.
+--repair: programs the kernel rejects are first repaired as by \`k2 repair\` (each repair proven
+equivalent to the input, then confirmed by the kernel); the optimizer then starts from the
+repaired object and keeps every program it accepts accepted. The report gets "repair" (per
+rejected program: before, changes, proof, after). Without bpf() repair is skipped with a warning.
+Exit status with --repair: 1 when some program is still rejected (OUT is written all the same).
 ${EXIT_CODES_HELP}`)
     .action(action(async (input: string, o: {
       output: string; objective: string; time?: string; budgetMs?: string; jobs?: string; seed: string; effort: string; kernel: boolean;
       allowVerifierGrowth?: boolean; keepRejected?: string; difftestInputs?: string; cache: boolean; report?: string; json?: boolean;
-      iterations?: string; timeoutMs?: string; tailMerge: boolean;
+      iterations?: string; timeoutMs?: string; tailMerge: boolean; repair?: boolean;
     }) => {
       if (!OBJECTIVES.includes(o.objective as Objective)) throw new K2Error('usage', `--objective must be one of ${OBJECTIVES.join(', ')} (got '${o.objective}')`);
       if (!EFFORTS.includes(o.effort as Effort)) throw new K2Error('usage', `--effort must be build or thorough (got '${o.effort}')`);
@@ -86,7 +100,15 @@ ${EXIT_CODES_HELP}`)
       const seed = num(o.seed, '--seed', 0, true)!;
       const tty = process.stderr.isTTY && !o.json && !process.env.K2_PROGRESS;
       const t0 = Date.now();
-      const report = await optimizeFile(input, o.output, {
+      const progress = process.env.K2_PROGRESS ? (m: string) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`) : tty ? (m: string) => process.stderr.write(`\r\x1b[K${m}`) : undefined;
+      let obj = readObject(input);
+      const inputSlots = objectSlots(obj);
+      let repair: RepairSummary | undefined;
+      if (o.repair) {
+        ({ obj, repair } = await repairStage(obj, { onEvent: (m) => progress?.(`repair: ${m}`) }));
+        if (repair.status === 'skipped') process.stderr.write(`${tty ? '\r\x1b[K' : ''}k2: warning: ${input}: ${repair.reason}\n`);
+      }
+      const { obj: out, report: optimized } = await optimizeObject(obj, {
         objective: o.objective as Objective,
         effort: o.effort as Effort,
         timeSec: time ?? (budgetMs !== undefined ? budgetMs / 1000 : undefined),
@@ -103,11 +125,18 @@ ${EXIT_CODES_HELP}`)
           ...(iterations !== undefined ? { search: { iterations, beta: 1, seed } } : {}),
         },
         // K2_PROGRESS=1: one timestamped line per step (logs, CI); a TTY gets one updating line
-        onProgress: process.env.K2_PROGRESS ? (m) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(1)} s] ${m}\n`) : tty ? (m) => process.stderr.write(`\r\x1b[K${m}`) : undefined,
+        onProgress: progress,
       });
+      writeObject(out, o.output);
+      const report = { ...optimized, output: o.output, ...(repair ? { repair, inputSlots } : {}) };
       if (tty) process.stderr.write('\r\x1b[K');
       if (o.report) writeFileAtomic(o.report, new TextEncoder().encode(JSON.stringify(report, null, 2) + '\n'));
-      if (o.json) return printJson(report);
+      const code = repair && repair.remaining > 0 ? EXIT.NEGATIVE : EXIT.OK;
+      if (o.json) {
+        printJson(report);
+        return code;
+      }
       process.stdout.write(summary(report));
+      return code;
     }));
 }

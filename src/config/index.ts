@@ -64,7 +64,7 @@ function envNumber(name: string, min: number): number | null {
 
 /**
  * Environment overrides, handy in Makefiles and CI: K2_OPT=0 (relink only), K2_EFFORT=build|thorough,
- * K2_BUDGET_MS=N, K2_NO_CACHE=1, K2_QUIET=1, K2_SERVER=0 (no compile server).
+ * K2_BUDGET_MS=N, K2_NO_CACHE=1, K2_QUIET=1, K2_SERVER=0 (no compile server), K2_REPAIR=1.
  */
 export function withEnv(config: K2Config): K2Config {
   const c = { ...config };
@@ -81,6 +81,8 @@ export function withEnv(config: K2Config): K2Config {
   if (server !== null) c.server = server;
   const quiet = envFlag('K2_QUIET');
   if (quiet !== null) c.quiet = quiet;
+  const repair = envFlag('K2_REPAIR');
+  if (repair !== null) c.repair = repair;
   return c;
 }
 

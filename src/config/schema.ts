@@ -12,6 +12,7 @@ export interface K2Config {
   timeoutMs: number | null; // SMT timeout per query; null: the effort profile's
   iterations: number | null; // MCMC proposals per window and round; null: the effort profile's
   kernel: boolean; // gate results with the real verifier where bpf() works
+  repair: boolean; // first repair programs the verifier rejects (src/repair), then optimize
   tailMerge: boolean; // merge identical block tails
   cache: boolean; // use the build cache
   server: boolean; // optimize on the compile server (src/server), started on first use
@@ -23,7 +24,7 @@ export interface K2Config {
 }
 
 export const DEFAULTS: K2Config = {
-  optimize: true, effort: 'build', budgetMs: null, timeoutMs: null, iterations: null, kernel: true, tailMerge: true,
+  optimize: true, effort: 'build', budgetMs: null, timeoutMs: null, iterations: null, kernel: true, repair: false, tailMerge: true,
   cache: true, server: true, quiet: false, sources: [], outDir: 'build', cflags: [], jobs: null,
 };
 
@@ -44,6 +45,7 @@ export const SCHEMA: Record<keyof K2Config, KeySpec> = {
   timeoutMs: { nullable: true, type: 'number', min: 1, doc: 'SMT solver timeout per query in ms (default: the effort profile\'s)' },
   iterations: { nullable: true, type: 'integer', min: 0, doc: 'stochastic-search proposals per window and round (default: the effort profile\'s)' },
   kernel: { type: 'boolean', doc: 'load results into the kernel verifier where bpf() works; a section it rejects keeps clang\'s code' },
+  repair: { type: 'boolean', doc: 'first repair programs the kernel verifier rejects (as k2 repair: each repair proven equivalent, then accepted by the kernel), then optimize; needs bpf(), skipped with a warning without it; K2_REPAIR=1 does the same' },
   tailMerge: { type: 'boolean', doc: 'merge identical block tails (smaller code; a merged path runs one more goto)' },
   cache: { type: 'boolean', doc: 'reuse results from the build cache ($K2_CACHE_DIR, else $XDG_CACHE_HOME/k2, else ~/.cache/k2); K2_NO_CACHE=1 or --no-cache turns it off' },
   server: { type: 'boolean', doc: 'optimize on a background compile server that keeps k2 loaded (started on first use, stops after 10 idle minutes); false or K2_SERVER=0: in each k2-clang process' },

@@ -10,6 +10,7 @@
 //
 // Needs bpf() (the kernel is asked for every verdict); throws the kernel layer's K2Error otherwise.
 export { repairObject, sourceLine, disasm } from './search.js';
+export { repairStage, repairLine, type RepairSummary } from './stage.js';
 export type { RepairOptions, RepairResult, ProgramRepair, RepairChange, VerdictSummary, UnsafeFinding, SourceLine } from './search.js';
 export { parseVerifierLog, classifyReason, type VerifierFailure, type FailureKind, type RegView } from './log.js';
 export { linkedLayout, funcAt, type FuncRange, type LinkedLayout } from './layout.js';
