@@ -37,7 +37,7 @@ export const BTF_LIMITS = {
 } as const;
 
 /** Bytes of kind-specific data after the 12-byte common header, or null for an unknown kind. */
-function extraBytes(kind: number, vlen: number): number | null {
+export function extraBytes(kind: number, vlen: number): number | null {
   switch (kind) {
     case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: return 4;
     case BTF_KIND.ARRAY: return 12;

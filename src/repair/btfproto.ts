@@ -2,22 +2,10 @@
 // FUNC_PROTO parameters): how many parameters the function has when every one is an integer or
 // an enum, else null. The function-level proof of an inlined call needs integer-only parameters.
 import type { BpfObject } from '../ir/types.js';
-import { BTF_KIND } from '../elf/btf.js';
+import { BTF_KIND, extraBytes as extra } from '../elf/btf.js';
 import { sectionNamed } from './edit.js';
 import type { FuncRange } from './layout.js';
 
-/** Bytes after the 12-byte header of each BTF kind (kernel Documentation/bpf/btf.rst). */
-function extra(kind: number, vlen: number): number | null {
-  switch (kind) {
-    case BTF_KIND.INT: case BTF_KIND.VAR: case BTF_KIND.DECL_TAG: return 4;
-    case BTF_KIND.ARRAY: return 12;
-    case BTF_KIND.STRUCT: case BTF_KIND.UNION: case BTF_KIND.DATASEC: case BTF_KIND.ENUM64: return 12 * vlen;
-    case BTF_KIND.ENUM: case BTF_KIND.FUNC_PROTO: return 8 * vlen;
-    case BTF_KIND.PTR: case BTF_KIND.FWD: case BTF_KIND.TYPEDEF: case BTF_KIND.VOLATILE: case BTF_KIND.CONST:
-    case BTF_KIND.RESTRICT: case BTF_KIND.FUNC: case BTF_KIND.FLOAT: case BTF_KIND.TYPE_TAG: return 0;
-    default: return null;
-  }
-}
 
 interface RawType { kind: number; vlen: number; ref: number; at: number }
 
