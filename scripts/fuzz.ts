@@ -4,7 +4,8 @@
 // own entry point. A failure is exit 70, a signal, a JS stack trace on stderr, more than 30 s, more
 // than 1 GiB peak RSS, or the host's available memory dropping by more than 2 GiB (kernel memory: maps
 // the loaders create); it is confirmed by replaying it through `node bin/k2.js` under /usr/bin/time,
-// saved to .fuzz/failures/<cmd>-<hash>.o (+ .txt), and with --minimize shrunk while it still fails.
+// saved to .fuzz/failures/<cmd>-<hash>.o (+ .txt), and with --minimize shrunk while it still fails
+// (crashes only: a timeout or memory failure is kept as found).
 //
 //   npm run fuzz -- --cases 10000 --seed 7 --cmd dis
 //   npm run fuzz -- --replay .fuzz/failures/dis-0123abcd.o --cmd dis
@@ -145,7 +146,9 @@ async function recordFailure(
   if (o.confirm) cli = await replayCli(argvFor(cmd, path, seed, work), o.limits);
   const confirmed = !o.confirm || cli!.verdict !== 'ok';
   let minimized: string | null = null;
-  if (confirmed && o.minimize && firstOfKind) {
+  // A timeout or memory failure is not shrunk: each try could take the whole time limit (1,500 × 30 s).
+  const slow = out.verdict === 'timeout' || out.verdict === 'memory';
+  if (confirmed && o.minimize && firstOfKind && !slow) {
     const sig = signature(out);
     const input = join(work, 'min.o');
     const r = await minimize(bytes, async (b) => {
@@ -163,7 +166,7 @@ async function recordFailure(
     `worker: ${out.verdict}, exit ${out.exitCode ?? out.signal}, ${out.ms} ms, worker peak RSS ${Math.round(out.peakKiB / 1024)} MiB`,
     `worker stderr:\n${out.stderr.trimEnd()}`,
     cli ? `CLI replay: ${cli.verdict}, exit ${cli.exitCode ?? cli.signal}, ${cli.ms} ms, peak RSS ${Math.round(cli.peakKiB / 1024)} MiB\nCLI stderr:\n${cli.stderr.trimEnd()}` : 'CLI replay: not run',
-    minimized ? `minimized: ${relative(repo, minimized)}` : '',
+    minimized ? `minimized: ${relative(repo, minimized)}` : confirmed && o.minimize && slow ? 'not minimized (a timeout or memory failure: each try could take the whole limit)' : '',
   ].join('\n');
   writeFileSync(path.replace(/\.o$/, '.txt'), text + '\n');
   return { path, confirmed };

@@ -1,6 +1,6 @@
 // Hostile and malformed objects: k2 answers with one located line and exit 2, never a crash (exit 70),
 // a hang or an allocation sized by a field of the file. Two kinds of cases:
-// - test/regress/*.o: inputs the fuzzer (scripts/fuzz.ts) found crashing k2 (1.2-16 KB; shrunk only
+// - test/regress/*.o: inputs the fuzzer (scripts/fuzz.ts) found crashing or hanging k2 (0.7-16 KB; shrunk only
 //   where the shrunk file still reaches the same check), run through the real CLI command that crashed
 //   (each exited 70, died of a signal or ran > 30 s before its fix);
 // - edits of fixture objects, one per validated field (ELF and section headers, symbols, relocations,
@@ -107,6 +107,19 @@ for (const r of regressions) {
     t.regex(lines[0]!, r.cause);
   });
 }
+
+// A well-formed object on which the fuzzer found k2 opt hanging (the unmutated corpus seed
+// ebpf-samples/build/byteswap.o hung too): not bad input, so opt must simply end. Each `goto` after an
+// `exit` starts a block nothing jumps to, one more entry of the control-flow graph; the dominator walk
+// of the constant-hoisting pass (src/synth/regions.ts) climbed from one entry's tree into another forever.
+test('regression opt-dead-goto-join.o: k2 opt ends on dead gotos into one block', async (t) => {
+  const input = join(repo, 'test/regress/opt-dead-goto-join.o');
+  const out = join(tmp, 'dead-goto-join.o');
+  const p = await execa('node', [k2, 'opt', input, '-o', out, '--no-kernel', '--effort', 'build', '--budget-ms', '300', '--jobs', '1', '--no-cache'], { reject: false, timeout: 60_000 });
+  t.false(p.timedOut, 'k2 opt was still running after 60 s (it ran forever before the fix)');
+  t.is(p.exitCode, 0, String(p.stderr));
+  t.is(readObjectBytes(readFileSync(out)).code.map((s) => s.name).join(), '.text');
+});
 
 // ---- Field-by-field edits of fixture objects, in-process ---------------------------------------------
 

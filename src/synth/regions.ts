@@ -209,8 +209,9 @@ function dominators(preds: number[][], entries: number[]): Int32Array {
   for (const e of entries) idom[e] = e;
   const intersect = (a: number, b: number): number => {
     while (a !== b) {
-      while (rpo[a]! > rpo[b]!) { a = idom[a]!; if (a < 0) return -1; }
-      while (rpo[b]! > rpo[a]!) { b = idom[b]!; if (b < 0) return -1; }
+      // an entry is its own idom: climbing past one means no common dominator (else this never ends)
+      while (rpo[a]! > rpo[b]!) { if (isEntry.has(a)) return -1; a = idom[a]!; if (a < 0) return -1; }
+      while (rpo[b]! > rpo[a]!) { if (isEntry.has(b)) return -1; b = idom[b]!; if (b < 0) return -1; }
     }
     return a;
   };
