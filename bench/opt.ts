@@ -200,6 +200,11 @@ async function main(): Promise<void> {
     log(`| **total** (${rows.length} objects) | | ${before} | ${after} | ${pct(before, after).toFixed(1)}% | | | | | |`);
     log('');
     log(`Mean reduction per object: ${(perObject.reduce((a, b) => a + b, 0) / Math.max(1, rows.length)).toFixed(1)}% (all ${rows.length}); ${meanLoaded.toFixed(1)}% over the ${loaded.length} that load here. Median time per object ${fmt(secs[Math.floor(secs.length / 2)] ?? null, 1)} s. Sections that fell back: ${rows.reduce((n, r) => n + r.report.sections.filter((s) => s.status === 'fallback').length, 0)}; k2 bugs caught by the gate: ${rows.reduce((n, r) => n + r.report.sections.reduce((m, s) => m + s.bugs.length, 0), 0)}.`);
+    // per program type (an object with programs of several types counts under each of them)
+    const byType = new Map<string, number[]>();
+    for (const r of loaded) for (const t of r.type.split(',')) byType.set(t, [...(byType.get(t) ?? []), pct(r.report.slotsBefore, r.report.slotsAfter)]);
+    const typeMeans = [...byType].sort((a, b) => a[0].localeCompare(b[0])).map(([t, xs]) => `${t} ${(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(1)}% (${xs.length})`);
+    log(`Mean reduction per object by program type (objects that load here; an object counts under each of its types): ${typeMeans.join(', ')}.`);
 
     // K2's published results
     if (withK2) {

@@ -6,3 +6,4 @@ export * from './calls.js';
 export * from './stack.js';
 export * from './avail.js';
 export * from './sources.js';
+export * from './copyprop.js';

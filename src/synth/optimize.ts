@@ -14,12 +14,12 @@
 import { ALU, CLASS, JMP, LD_IMM64, MODE, SIZE, SRC_X, jmpOp, opClass, slotsOf, type Insn } from '../isa/index.js';
 import {
   liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
-  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, ldImm64Sources, helperMemory, type CalleeReads, type MapSizes,
+  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, heldImm64Loads, copyProps, ldImm64Sources, helperMemory, type CalleeReads, type MapSizes,
 } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
 import { programCode } from '../ir/index.js';
-import { applyTailMerge, findTailMerge, invertBranchesOverGotos } from './tailmerge.js';
+import { applyTailMerge, dropJumpsToNext, findTailMerge, hoistConstants, invertBranchesOverGotos } from './tailmerge.js';
 import { objectiveCost, perfCost } from './cost.js';
 import { DEFAULT_SEARCH, type SearchOptions } from './search.js';
 import { loadBases } from './fastpaths.js';
@@ -41,6 +41,7 @@ export interface SynthOptions {
   tailMergeMinSaved?: number; // slots a tail merge must save (default 1: `r0 = 0; exit` twice → once and a goto)
   deadStores?: boolean; // delete stack stores no path reads (default on)
   redundantLoads?: boolean; // delete loads whose register already holds the value on every path (default on)
+  copyProp?: boolean; // copies `rA = rB` whose readers can read rB instead go (across blocks; default on)
   copyRuns?: boolean; // rebuild blocks' byte copies with wider accesses (default on)
   safetyFacts?: boolean; // preconditions from the safety model's states (default on)
   cache?: RewriteCache; // proven rewrites by canonical window (the driver's)
@@ -90,7 +91,7 @@ export interface SectionStats {
 
 /** One accepted rewrite: the section after it (each step proven against the section before it). */
 export interface RewriteStep {
-  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'window' | 'superblock' | 'copy-run' | RegionCandidate['kind'];
+  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'copy-prop' | 'window' | 'superblock' | 'copy-run' | RegionCandidate['kind'];
   start: number;
   end: number;
   saved: number;
@@ -155,6 +156,8 @@ const strip = (i: IrInsn): IrInsn => {
 /** Analyses of the current section, recomputed after each accepted rewrite. */
 export class SectionState {
   sec: CodeSection;
+  /** The program checker said "unsupported" for a program running this section (it models no CO-RE, ld_abs at negative offsets …): rewrites only it could prove are not tried again. */
+  programsUnprovable = false;
   live!: Uint16Array;
   succ!: number[][];
   ends!: Int32Array;
@@ -342,7 +345,7 @@ export class SectionSession {
     const step: RewriteStep = { kind, start, end, saved: sectionSlots(this.S.sec) - sectionSlots(next), proof, after: next };
     if (this.opts.onStep) this.opts.onStep(step);
     else this.steps.push(step);
-    const windowLike = kind === 'window' || kind === 'superblock' || kind === 'copy-run' || kind === 'dead-store' || kind === 'redundant-load';
+    const windowLike = kind === 'window' || kind === 'superblock' || kind === 'copy-run' || kind === 'dead-store' || kind === 'redundant-load' || kind === 'copy-prop';
     this.S.refresh(next, windowLike ? { start, end, newLen: end - start + next.insns.length - this.S.sec.insns.length } : undefined);
     this.stats.rewrites++;
   }
@@ -440,6 +443,7 @@ export class SectionSession {
       const r = await checkWindowStates(now.insns, outcome.rewrite, now.pres, { regs: now.liveOut, stack: now.stackOut }, { timeoutMs: this.opts.timeoutMs, object: this.obj, progType: this.progType, ...(this.opts.rlimit !== undefined ? { rlimit: this.opts.rlimit } : {}) });
       this.stats.smtMs.push(r.ms);
       if (r.equivalent !== true) {
+        if (process.env.K2_SYNTH_DEBUG2) console.error('[synth] apply: window check', r.equivalent, JSON.stringify(now.pres, big), now.liveOut);
         if (r.equivalent === null) this.stats.unknown++;
         else this.stats.refuted++;
         return false;
@@ -697,6 +701,8 @@ export async function optimizeSection(
       else start = s;
     }
   }
+  // copies the windows left (and loads they made redundant), then the regions again
+  if (opts.redundantLoads !== false) await redundantLoadsPass(session, () => over(1.1));
   if (opts.regions !== false) await regionPass(session, () => over(1.1));
   // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
   if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept, 1.25);
@@ -808,26 +814,95 @@ async function redundantLoadsPass(session: SectionSession, over: () => boolean):
     const cands: [number, IrInsn[]][] = [
       ...redundantLoads(S.sec, avail).map((i): [number, IrInsn[]] => [i, []]),
       ...heldLoads(S.sec, avail).map(([i, r]): [number, IrInsn[]] => [i, [{ code: CLASS.ALU64 | ALU.MOV | SRC_X, dst: S.sec.insns[i]!.dst, src: r, off: 0, imm: 0 }]]),
+      // an `ld_imm64` (2 slots: a map, a global's address, a wide constant) another register holds
+      ...heldImm64Loads(S.sec).map(([i, r]): [number, IrInsn[]] => [i, r === S.sec.insns[i]!.dst ? [] : [{ code: CLASS.ALU64 | ALU.MOV | SRC_X, dst: S.sec.insns[i]!.dst, src: r, off: 0, imm: 0 }]]),
     ];
-    const c = cands.find(([i, rep]) => !tried.has(`${i}:${rep.length}`));
-    if (!c) return;
-    const [k, rep] = c;
-    tried.add(`${k}:${rep.length}`);
-    const next = replaceWindow(S.sec, k, k + 1, rep);
+    type Edit = { key: string; k: number; kind: RewriteStep['kind']; make: () => CodeSection; window?: () => { start: number; end: number; rewrite: IrInsn[] } | null };
+    const edits: Edit[] = cands.map(([k, rep]) => ({
+      key: `ld|${insnKey(S.sec.insns.slice(Math.max(0, k - 4), k + 1).map(strip))}|${insnKey(rep.map(strip))}`, k, kind: 'redundant-load',
+      make: () => {
+        // a relocated `ld_imm64` is pinned for windows; here it goes whole (its relocation with it:
+        // the register it is replaced by got the same value from a load with the same relocation)
+        const unpinned = S.sec.insns[k]!.pinned === 'relocation' && S.sec.insns[k]!.code === LD_IMM64
+          ? { ...S.sec, insns: S.sec.insns.map((x, j) => (j === k ? (({ pinned: _p, reloc: _r, ...rest }) => rest)(x) : x)) }
+          : S.sec;
+        return replaceWindow(unpinned, k, k + 1, rep);
+      },
+      // the load that made the fact, on the fall-through path just before: one superblock window
+      window: () => {
+        const j = loadOnPath(S.sec, k);
+        return j === null ? null : { start: j, end: k + 1, rewrite: [...S.sec.insns.slice(j, k).map(copyOf), ...rep] };
+      },
+    }));
+    // copies whose readers can read the source instead (e.g. the moves made just above)
+    if (opts.copyProp !== false) {
+      for (const c of copyProps(S.sec, (i, r) => ((S.nonzero[i]?.[r] ?? ALL_BITS) >> 32n) === 0n)) {
+        const end = Math.max(c.mov + 1, ...[...c.renamed.keys()].map((j) => j + 1));
+        edits.push({
+          key: `cp|${insnKey(S.sec.insns.slice(c.mov, end).map(strip))}|${[...c.renamed.keys()].map((j) => j - c.mov).join(',')}`, k: c.mov, kind: 'copy-prop',
+          make: () => replaceWindow({ ...S.sec, insns: S.sec.insns.map((x, j) => c.renamed.get(j) ?? x) }, c.mov, c.mov + 1, []),
+          window: () => ({ start: c.mov, end, rewrite: S.sec.insns.slice(c.mov + 1, end).map((x, d) => copyOf(c.renamed.get(c.mov + 1 + d) ?? x)) }),
+        });
+      }
+    }
+    const e = edits.find((x) => !tried.has(x.key));
+    if (!e) return;
+    tried.add(e.key);
+    const k = e.k;
+    // a superblock window when there is one (proven by the window checker under the safety
+    // model's facts, then on the programs where the program checker can decide), else the programs
+    const w = e.window?.();
+    if (w && w.end - w.start <= 16 && session.windowOk(w.start, w.end, true)) {
+      const job = { ...session.job(w.start, w.end), kind: e.kind };
+      const ok = await session.apply(job, { rewrite: w.rewrite, proven: false, proposals: 0, checked: 0, refuted: 0, unknown: 0, smtMs: [], converged: true, cacheHit: false, ms: 0 });
+      if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] ${e.kind} ${S.sec.name}@${w.start}-${w.end} (${e.key}) as a window: ${ok}`);
+      if (ok) { tried.delete(e.key); continue; } // the same content elsewhere may still go
+      // the window checker compares every live-out register at every exit (one set for all): a
+      // copy dead at a side exit but live at the end fails there; the programs may still prove it
+    }
+    if (S.programsUnprovable) continue; // only the program checker could prove it, and it cannot here
+    const next = e.make();
     const before = session.withSection(S.sec), after = session.withSection(next);
     stats.proposals++;
     let proven = true;
     for (const p of users) {
       const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
       stats.smtMs.push(r.ms);
+      noteUnsupported(S, r);
       if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
     }
+    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] ${e.kind} ${S.sec.name}@${k} (${e.key}): ${proven ? "proven" : "not proven"} ${Math.round(stats.smtMs[stats.smtMs.length - 1] ?? 0)}ms`);
     if (!proven) continue;
     stats.proven++;
     if (!session.gate(after)) { stats.gateRejected++; continue; }
-    session.accept(next, 'redundant-load', k, k + 1, 'program');
-    tried.clear();
+    session.accept(next, e.kind, k, k + 1, 'program');
+    tried.delete(e.key);
   }
+}
+
+/** A window's copy of an instruction (its place-bound metadata stays with the code it replaces). */
+const copyOf = ({ labels: _l, funcInfo: _f, lines: _n, ...rest }: IrInsn): IrInsn => rest;
+
+/**
+ * The load (same destination, base, offset, width) that `sec.insns[k]`'s available-load fact comes
+ * from, when it lies on the fall-through path just before `k` with no jump target in between.
+ */
+function loadOnPath(sec: CodeSection, k: number): number | null {
+  const insn = sec.insns[k]!;
+  for (let j = k - 1; j >= 0 && j >= k - 15; j--) {
+    if (sec.insns[j + 1]!.labels?.length) return null;
+    const x = sec.insns[j]!;
+    if (opClass(x.code) === CLASS.LDX && x.src === insn.src && x.off === insn.off && x.code === insn.code) return j;
+  }
+  return null;
+}
+
+/** At most this many tail merges that could not be proven in a row, per pass (each costs a program proof). */
+const MAX_MERGE_FAILURES = 6;
+
+/** Remembers that the program checker cannot model a program running the section (not a timeout). */
+function noteUnsupported(S: SectionState, r: { equivalent: boolean | null; reason?: string | null }): void {
+  if (r.equivalent === null && /^unsupported/.test(r.reason ?? '')) S.programsUnprovable = true;
 }
 
 /**
@@ -865,21 +940,32 @@ async function tailMerges(
   const users = obj.programs.filter((p) => programCode(obj, p).some((s) => s.name === S.sec.name));
   if (!users.length) return; // code no program runs: nothing to prove it against
   const tried = new Set<string>();
+  let failures = 0; // in a row: each costs a program proof, and merges rarely become provable later
   for (;;) {
-    if (over(budgetShare)) return;
-    const sec = S.sec;
-    const m = findTailMerge(sec, opts.tailMergeMinSaved ?? 1, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
+    if (over(budgetShare) || S.programsUnprovable || failures >= MAX_MERGE_FAILURES) return;
+    let sec = S.sec, tag = '';
+    let m = findTailMerge(sec, opts.tailMergeMinSaved ?? 1, (c) => !tried.has(`${c.start}/${c.keep}/${c.length}`));
+    // with the constants moved up their blocks, runs that differed only in a constant loaded before
+    // the same code (a helper's flags, a map key) become one longer run
+    const hoisted = hoistConstants(S.sec);
+    if (hoisted !== S.sec) {
+      const mh = findTailMerge(hoisted, opts.tailMergeMinSaved ?? 1, (c) => !tried.has(`h${c.start}/${c.keep}/${c.length}`));
+      if (mh && mh.saved > (m?.saved ?? 0)) { m = mh; sec = hoisted; tag = 'h'; }
+    }
     if (!m) return;
-    tried.add(`${m.start}/${m.keep}/${m.length}`);
-    const next = invertBranchesOverGotos(applyTailMerge(sec, m));
-    const before = withSection(sec), after = withSection(next);
+    tried.add(`${tag}${m.start}/${m.keep}/${m.length}`);
+    const next = dropJumpsToNext(invertBranchesOverGotos(applyTailMerge(sec, m)));
+    const before = withSection(S.sec), after = withSection(next);
     stats.proposals++;
     let proven = true;
     for (const p of users) {
       const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
       stats.smtMs.push(r.ms);
+      noteUnsupported(S, r);
       if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
     }
+    failures = proven ? 0 : failures + 1;
+    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] tail-merge${tag ? ' (constants moved up)' : ''} ${sec.name}@${m.start}+${m.length} → ${m.keep} saves ${m.saved}: ${proven} ${Math.round(stats.smtMs[stats.smtMs.length - 1] ?? 0)}ms`);
     if (!proven) continue;
     stats.proven++;
     if (!gate(after)) { stats.gateRejected++; continue; }

@@ -6,6 +6,8 @@
 // before the same map lookup). Every merge is still proven by the whole-program checker.
 import { CLASS, JMP, invertedJump, jmpOp, opClass } from '../isa/index.js';
 import type { CodeSection, IrInsn } from '../ir/types.js';
+import { defUse as defUseOf } from '../analysis/defuse.js';
+import { liveIn, successors } from '../analysis/cfg.js';
 
 const isJa = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.JA;
 const isExit = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.EXIT;
@@ -89,6 +91,37 @@ export function findTailMerge(sec: CodeSection, minSaved = 1, allowed: (m: TailM
       if (saved >= minSaved && (!best || saved > best.saved) && allowed(m)) best = m;
     }
   }
+  // A run that ends in `goto L` against one that falls into L (the instruction after it carries L):
+  // the falling one is kept, the other (its `goto` included) removed.
+  const at = new Map<string, number>();
+  insns.forEach((i, k) => i.labels?.forEach((l) => at.set(l, k)));
+  for (let a = 0; a < insns.length; a++) {
+    const g = insns[a]!;
+    if (!isJa(g) || g.target === undefined) continue;
+    const l = at.get(g.target);
+    if (l === undefined || l === 0 || l === a + 1 || fn[l] !== fn[a]) continue;
+    const b = l - 1; // the falling run's last instruction
+    if (isTransfer(insns[b]!) || fn[b] !== fn[l]) continue;
+    let len = 0; // identical instructions before the goto / before L
+    while (a - 1 - len >= 0 && b - len >= 0) {
+      const p = insns[a - 1 - len]!, q = insns[b - len]!;
+      if (isTransfer(p) || isTransfer(q) || !sameInsn(p, q) || fn[a - 1 - len] !== fn[a] || fn[b - len] !== fn[b]) break;
+      // the two runs must not overlap (the removed one ends at the goto a, the kept one at b)
+      const rs = a - 1 - len, ks = b - len;
+      if (rs <= b && ks <= a) break;
+      if (rs <= l && l <= a) break; // L itself would go: the kept run would fall into removed code
+      len++;
+    }
+    // the removed run's first instruction may carry labels (they move); a function start may not go
+    while (len > 0 && insns.slice(a - len, a + 1).some((i) => i.funcInfo)) len--;
+    if (len === 0) continue;
+    const start = a - len;
+    const fallsIn = start > 0 && !isTransfer(insns[start - 1]!) && fn[start - 1] === fn[start];
+    const slots = insns.slice(start, a + 1).reduce((n, i) => n + (i.code === 0x18 ? 2 : 1), 0);
+    const saved = slots - (fallsIn ? 1 : 0);
+    const m = { start, length: len + 1, keep: b - len + 1, saved };
+    if (saved >= minSaved && (!best || saved > best.saved) && allowed(m)) best = m;
+  }
   return best;
 }
 
@@ -135,4 +168,83 @@ export function invertBranchesOverGotos(sec: CodeSection): CodeSection {
     out.push(i);
   }
   return changed ? { ...sec, insns: out } : sec;
+}
+
+const MOV_IMM = (code: number): boolean => (opClass(code) === CLASS.ALU || opClass(code) === CLASS.ALU64) && (code & 0xf0) === 0xb0 && (code & 0x08) === 0;
+
+/**
+ * Every `rX = imm` moved up its block as far as it goes (past instructions that neither read nor
+ * write rX; never past a jump, another constant, a function start or into another block), so that two blocks that
+ * differ only in a constant loaded before the same code end in the same run (then merged: one
+ * more `rX = imm` per path, shared code). The same semantics; the caller proves the merge anyway.
+ */
+export function hoistConstants(sec: CodeSection): CodeSection {
+  const insns = sec.insns.map((i) => ({ ...i }));
+  let changed = false;
+  for (let k = 1; k < insns.length; k++) {
+    const m = insns[k]!;
+    if (!MOV_IMM(m.code) || m.pinned || m.labels?.length || m.funcInfo) continue;
+    let to = k;
+    while (to > 0) {
+      const p = insns[to - 1]!;
+      if (p.funcInfo || opClass(p.code) === CLASS.JMP32 || (opClass(p.code) === CLASS.JMP && jmpOp(p.code) !== JMP.CALL)) break;
+      if (MOV_IMM(p.code)) break; // constants keep their order (parallel blocks load theirs in the same order)
+      const du = defUseOf(p);
+      if ((du.use | du.def) & (1 << m.dst)) break;
+      to--;
+      if (p.labels?.length) break; // p starts the block: the constant goes before it, taking its labels
+    }
+    if (to === k) continue;
+    const moved = insns.splice(k, 1)[0]!;
+    const first = insns[to]!;
+    if (first.labels?.length) {
+      moved.labels = first.labels;
+      delete first.labels;
+    }
+    insns.splice(to, 0, moved);
+    changed = true;
+  }
+  return changed ? { ...sec, insns } : sec;
+}
+
+/**
+ * Jumps to the very next instruction go (a merge can leave `if c goto L; L:` where both paths now
+ * share their code; a condition has no side effect), their labels moving to that instruction; then
+ * ALU instructions whose result no path reads (the condition's inputs, typically). Returns the
+ * section unchanged when there is nothing to drop.
+ */
+export function dropJumpsToNext(sec: CodeSection): CodeSection {
+  const insns: IrInsn[] = [];
+  let changed = false;
+  for (let k = 0; k < sec.insns.length; k++) {
+    const i = sec.insns[k]!, next = sec.insns[k + 1];
+    const cls = opClass(i.code);
+    const jump = (cls === CLASS.JMP || cls === CLASS.JMP32) && i.target !== undefined && jmpOp(i.code) !== JMP.CALL && jmpOp(i.code) !== JMP.EXIT;
+    if (jump && next?.labels?.includes(i.target!) && !i.funcInfo && !i.pinned) {
+      const moved = { ...next, labels: [...new Set([...(i.labels ?? []), ...next.labels])] };
+      if (i.lines?.length && !moved.lines?.length) moved.lines = i.lines;
+      insns.push(moved);
+      k++;
+      changed = true;
+      continue;
+    }
+    insns.push(i);
+  }
+  if (!changed) return sec;
+  let out: CodeSection = { ...sec, insns };
+  // dead ALU results (no memory, no calls): removed until none is left
+  for (;;) {
+    const live = liveIn(out), succ = successors(out);
+    const k = out.insns.findIndex((i, k) => {
+      const cls = opClass(i.code);
+      if ((cls !== CLASS.ALU && cls !== CLASS.ALU64) || i.pinned || i.funcInfo || i.labels?.length) return false;
+      let after = 0;
+      for (const s of succ[k]!) after |= live[s]!;
+      return (after & (1 << i.dst)) === 0;
+    });
+    if (k < 0) return out;
+    const rest = out.insns.slice(k + 1);
+    if (out.insns[k]!.lines?.length && rest[0] && !rest[0].lines?.length) rest[0] = { ...rest[0], lines: out.insns[k]!.lines };
+    out = { ...out, insns: [...out.insns.slice(0, k), ...rest] };
+  }
 }
