@@ -73,6 +73,10 @@ test('k2-clang as CLANG= optimizing: every object that loaded still loads, none 
 });
 
 const FLAGS = ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${process.arch === 'arm64' ? 'aarch64' : 'x86_64'}-linux-gnu`, '-D__TARGET_ARCH_x86'];
+// These tests are about what k2-clang writes and says, not about the build profile's search time,
+// which follows clang's CPU time (xdp_parser.c: ~0.05 s, so the 0.15 s minimum): a fixed 1 s search
+// finds xdp_parser's rewrites on a busy machine too.
+const SEARCH = { K2_BUDGET_MS: '1000' };
 const slotsOf = async (o: string): Promise<number> =>
   JSON.parse((await execa('node', [k2, 'dis', '--json', o])).stdout).sections.reduce((n: number, s: { slots: number }) => n + s.slots, 0);
 
@@ -80,10 +84,10 @@ test.serial('-o - writes the optimized object to stdout, the same bytes as -o FI
   const src = join(repo, 'fixtures/xdp_parser.c');
   const plain = join(tmp, 'plain.o'), file = join(tmp, 'file.o');
   await execa('clang', [...FLAGS, '-c', src, '-o', plain]);
-  const f = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', file], { reject: false });
+  const f = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', file], { reject: false, env: SEARCH });
   t.is(f.exitCode, 0, f.stderr);
   t.regex(f.stderr, /^k2: .*file\.o \d+ → \d+ slots \(−\d+\.\d%\), \d+\.\d s, (kernel-verified|model-checked)/m);
-  const out = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', '-'], { reject: false, encoding: 'buffer' });
+  const out = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', '-'], { reject: false, encoding: 'buffer', env: SEARCH });
   t.is(out.exitCode, 0, String(out.stderr));
   const bytes = Buffer.from(out.stdout as Uint8Array);
   t.true(bytes.equals(readFileSync(file)), 'stdout differs from the file output');
@@ -94,13 +98,13 @@ test.serial('-o - writes the optimized object to stdout, the same bytes as -o FI
 test.serial('K2_QUIET=1 and "quiet": true silence the per-object lines; --k2-report=FILE and K2_REPORT record each object', async (t) => {
   const src = join(repo, 'fixtures/xdp_parser.c');
   const out = join(tmp, 'quiet.o');
-  const q = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', out], { reject: false, env: { K2_QUIET: '1' } });
+  const q = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', out], { reject: false, env: { ...SEARCH, K2_QUIET: '1' } });
   t.is(q.exitCode, 0);
   t.is(q.stderr, '');
   const dir = join(tmp, 'quietproj');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'q', k2: { quiet: true } }));
-  const c = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', out, '--k2-report=r.json'], { cwd: dir, reject: false });
+  const c = await execa('node', [k2clang, ...FLAGS, '-c', src, '-o', out, '--k2-report=r.json'], { cwd: dir, reject: false, env: SEARCH });
   t.is(c.exitCode, 0, c.stderr);
   t.is(c.stderr, '');
   const rep = JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8'));
@@ -113,4 +117,21 @@ test.serial('K2_QUIET=1 and "quiet": true silence the per-object lines; --k2-rep
   const e = await execa('node', [k2clang, ...FLAGS, '-c', join(repo, 'fixtures/socket_filter.c'), '-o', join(tmp, 'sf.o')], { cwd: dir, reject: false, env: { K2_REPORT: join(dir, 'r.json') } });
   t.is(e.exitCode, 0, e.stderr);
   t.deepEqual(JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')).objects.map((o: { path: string }) => basename(o.path)), ['quiet.o', 'sf.o']);
+});
+
+test('clang\'s time for the search budget is its CPU time (children reaped), at most its wall time', async (t) => {
+  const { ClangTimer, childrenCpuMs } = await import('../src/cli/cc.js');
+  t.not(childrenCpuMs(), null, '/proc/self/stat is readable here');
+  // a child that sleeps: wall time passes, almost no CPU time
+  const idle = new ClangTimer();
+  const t0 = performance.now();
+  await execa('sleep', ['0.5']);
+  const wall = performance.now() - t0;
+  const ms = idle.stop();
+  t.true(ms <= wall);
+  t.true(ms < 250, `a sleeping child counted ${ms} ms`);
+  // a child that computes: its CPU time is counted (it is reaped before stop)
+  const busy = new ClangTimer();
+  await execa('node', ['-e', 'while (process.cpuUsage().user < 300000);']); // (300 ms of CPU, however busy the machine)
+  t.true(busy.stop() >= 250, 'a busy child\'s CPU time is counted');
 });

@@ -46,7 +46,7 @@ export interface PipelineOptions {
   onProgress?: (msg: string) => void;
   onWarning?: (msg: string) => void;
   jobs?: number; // optimizer worker threads (default 1: builds run objects in parallel themselves)
-  /** How long clang took to compile this object (ms): the build profile's search time follows it. */
+  /** clang's CPU time for this object (ms): the build profile's search time follows it (not its wall time, which grows with load). */
   clangMs?: number | null;
 }
 
@@ -167,29 +167,65 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
     synth: { ...settings.synth, ...(budgetMs !== null ? { budgetMs } : {}) },
     onProgress: opts.onProgress,
   });
-  const out = objectBytes(outObj);
-  emit(out);
-  const sections: SectionSummary[] = report.sections.map((s) => ({ name: s.name, slotsBefore: s.slotsBefore, slotsAfter: s.slotsAfter, status: s.status, reason: s.reason }));
-  const changed = sections.some((s) => s.slotsAfter !== s.slotsBefore) || JSON.stringify(outObj.code.map((s) => s.insns)) !== JSON.stringify(obj.code.map((s) => s.insns));
-  const status = sections.some((s) => s.status === 'fallback') ? 'fallback' : changed ? 'optimized' : 'unchanged';
+  let final = outObj;
+  let sections: SectionSummary[] = report.sections.map((s) => ({ name: s.name, slotsBefore: s.slotsBefore, slotsAfter: s.slotsAfter, status: s.status, reason: s.reason }));
+  const codeChanged = (o: BpfObject): boolean => JSON.stringify(o.code.map((s) => s.insns)) !== JSON.stringify(obj.code.map((s) => s.insns));
+  let storable = false;
   if (config.cache) {
-    const entry = entryFor(obj, outObj, report, key, inputSha, k2BuildId());
-    // store only what a later hit can re-prove (the same check a hit runs, minus safety: just gated)
-    let storable = true;
-    // a search that failed or a k2 bug the gate caught is not a result to replay
+    // store only what a later hit can re-prove (the same check a hit runs); a search that failed or
+    // a k2 bug the gate caught is not a result to replay
     const broken = report.sections.find((s) => (s as { bugs?: string[] }).bugs?.length || /search failed|optimizer failed/.test(s.reason ?? ''));
-    if (broken) {
-      storable = false;
-      cacheNote = `not cached: section ${broken.name}: ${broken.reason ?? 'k2 bug'}`;
-    } else if (entry.code.length) {
+    if (broken) cacheNote = `not cached: section ${broken.name}: ${broken.reason ?? 'k2 bug'}`;
+    else if (!codeChanged(outObj)) storable = true;
+    else {
       const { proveSameBehaviour } = await import('./proof.js');
       const proof = await proveSameBehaviour(obj, outObj, { timeoutMs: PROOF_TIMEOUT_MS });
-      if (!proof.proven) {
-        storable = false;
-        cacheNote = `not cached: the result could not be re-proven in one pass (${proof.reason})`;
-      } else rememberProof(inputSha, out); // a hit on it in this process (the compile server) need not prove it again
+      if (proof.proven) storable = true;
+      else if (settings.effort === 'build' && !repair) {
+        // The build profile keeps a build reproducible from the cache: what a cold build writes is
+        // what a later hit writes. Sections whose result the re-proof cannot follow keep clang's
+        // code; the rest is checked as a hit would be (proof, then the kernel or the model).
+        const sub = await reprovableSubset(obj, outObj, bytes, settings.kernel);
+        final = sub.obj;
+        storable = true;
+        const dropped = new Set(sub.dropped);
+        sections = sections.map((x) => (dropped.has(x.name) ? { ...x, slotsAfter: x.slotsBefore, status: 'unchanged', reason: `k2's result (${x.slotsBefore} → ${x.slotsAfter} slots) could not be re-proven for the build cache; clang's code kept` } : x));
+        cacheNote = `sections ${sub.dropped.join(', ')}: the result could not be re-proven for the cache (${proof.reason}); clang's code kept there`;
+      } else cacheNote = `not cached: the result could not be re-proven in one pass (${proof.reason})`;
     }
-    if (storable && writeEntry(entry, root)) recordEvent('store', root);
   }
-  return result({ status, slotsAfter: report.slotsAfter, cache, cacheNote, verification: changed ? (report.kernelChecked ? 'kernel' : 'model') : 'none', sections, searchMs: report.ms, budgetMs, ...(repair ? { repair } : {}) }, out);
+  const out = objectBytes(final);
+  emit(out);
+  const changed = codeChanged(final);
+  const status = sections.some((s) => s.status === 'fallback') ? 'fallback' : changed ? 'optimized' : 'unchanged';
+  if (storable) {
+    if (changed) rememberProof(inputSha, out); // a hit on it in this process (the compile server) need not prove it again
+    const entry = entryFor(obj, final, { ...report, sections: sections.map((x) => ({ ...report.sections.find((r) => r.name === x.name)!, ...x })) }, key, inputSha, k2BuildId());
+    if (writeEntry(entry, root)) recordEvent('store', root);
+  }
+  return result({ status, slotsAfter: slotsOf(final), cache, cacheNote, verification: changed ? (report.kernelChecked ? 'kernel' : 'model') : 'none', sections, searchMs: report.ms, budgetMs, ...(repair ? { repair } : {}) }, out);
+}
+
+/**
+ * The optimized object restricted to the sections whose new code the cache's re-proof can follow,
+ * each proven alone against clang's object, then together and checked for safety as a hit is.
+ * Whatever fails keeps clang's code (in the end, possibly every section).
+ */
+export async function reprovableSubset(input: BpfObject, optimized: BpfObject, inputBytes: Uint8Array, kernel: boolean): Promise<{ obj: BpfObject; dropped: string[] }> {
+  const { proveSameBehaviour } = await import('./proof.js');
+  const changedNames = optimized.code.filter((s) => {
+    const o = input.code.find((x) => x.name === s.name);
+    return !o || JSON.stringify(o.insns) !== JSON.stringify(s.insns);
+  }).map((s) => s.name);
+  const withSections = (names: Set<string>): BpfObject => ({ ...input, code: input.code.map((s) => (names.has(s.name) ? optimized.code.find((x) => x.name === s.name) ?? s : s)) });
+  const kept = new Set<string>();
+  for (const name of changedNames) {
+    if ((await proveSameBehaviour(input, withSections(new Set([name])), { timeoutMs: PROOF_TIMEOUT_MS })).proven) kept.add(name);
+  }
+  if (kept.size) {
+    const cand = withSections(kept);
+    const check = await checkCandidate(input, inputBytes, cand, [...kept], { kernel, timeoutMs: PROOF_TIMEOUT_MS });
+    if (check.ok) return { obj: cand, dropped: changedNames.filter((n) => !kept.has(n)) };
+  }
+  return { obj: input, dropped: changedNames };
 }

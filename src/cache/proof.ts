@@ -49,6 +49,7 @@ export interface ProofResult {
   reason: string | null; // why not (proven: null)
   windows: number; // windows sent to the checker
   smtMs: number; // time in the checker
+  wholeProgram: boolean; // the pairing failed and the whole-program checker decided
 }
 
 export interface ProofOptions {
@@ -56,6 +57,8 @@ export interface ProofOptions {
 }
 
 const ALL_BITS = (1n << 64n) - 1n;
+/** Solver timeout of a window's first try (without the safety model's facts) when a wider one can be tried next (see proveSameBehaviour). */
+const QUICK_WINDOW_MS = 100;
 const R1_R5 = 0b111110;
 
 const isJmp = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP || opClass(i.code) === CLASS.JMP32;
@@ -171,6 +174,18 @@ class Side {
 class ProofFailed extends Error {}
 
 /**
+ * Where the straight-line run of a pair started — the pair (i, j) — and the pairs after it on the
+ * run (`chain`, keys), through at most one conditional jump (`crossed`: the pair is on one of its
+ * successors' paths).
+ */
+interface Origin {
+  i: number;
+  j: number;
+  crossed: boolean;
+  chain: { key: string; i: number; j: number }[];
+}
+
+/**
  * Window precondition at A's position i and B's position j (see the file comment): the safety
  * model's facts about A at i, then constants and known-zero bits of A, and of B for registers B reads.
  */
@@ -203,45 +218,35 @@ async function windowPre(A: Side, B: Side, sec: string, i: number, j: number, wi
 export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: ProofOptions): Promise<ProofResult> {
   const { checkWindow } = await import('../smt/index.js');
   const A = new Side(a), B = new Side(b);
-  const result: ProofResult = { proven: false, reason: null, windows: 0, smtMs: 0 };
+  const result: ProofResult = { proven: false, reason: null, windows: 0, smtMs: 0, wholeProgram: false };
   const seen = new Set<string>();
-  const work: [string, number, number][] = [];
+  const arrivals = new Map<string, number>(); // how many steps lead to each pair
+  const sealed = new Set<string>(); // pairs a wider window replaced (see widen): no other way in allowed
+  const work: [string, number, number, Origin | null][] = [];
   const progType = (sec: string): string | undefined => a.programs.find((p) => p.section === sec)?.progType;
-  const pair = (sec: string, i: number | undefined, j: number | undefined): void => {
+  /** Queues the pair (i, j); `from`: the origin of the straight-line run it continues (null: it starts one). */
+  const pair = (sec: string, i: number | undefined, j: number | undefined, from: Origin | null = null): void => {
     if (i === undefined || j === undefined) throw new ProofFailed(`section ${sec}: a jump or call target is missing`);
     const key = `${sec}|${i}|${j}`;
+    if (sealed.has(key)) throw new ProofFailed(`section ${sec}: instructions ${i}/${j} are reached another way than the window that replaced them`);
+    arrivals.set(key, (arrivals.get(key) ?? 0) + 1);
     if (seen.has(key)) return;
     seen.add(key);
-    work.push([sec, i, j]);
+    work.push([sec, i, j, from ? { ...from, chain: [...from.chain, { key, i, j }] } : null]);
   };
   try {
     if ([...A.sections.keys()].sort().join('\0') !== [...B.sections.keys()].sort().join('\0')) throw new ProofFailed('the code sections differ');
     for (const p of a.programs) pair(p.section, A.at(p.section, p.entry), B.at(p.section, p.entry));
     for (const sec of a.code) for (const s of sec.symbols) pair(sec.name, A.at(sec.name, s.start), B.at(sec.name, s.start));
-    while (work.length) {
-      const [sec, i, j] = work.pop()!;
-      const ia = A.insn(sec, i), ib = B.insn(sec, j);
-      if (!ia || !ib) {
-        if (ia || ib) throw new ProofFailed(`section ${sec}: one version runs off the end of the section, the other does not`);
-        continue;
-      }
-      if (sameOp(ia, ib) && !isGoto(ia)) {
-        if (isExit(ia)) continue;
-        if (isJmp(ia) && !isCall(ia) && ia.target === undefined) throw new ProofFailed(`section ${sec}: a jump at instruction ${i} has no label`);
-        if (ia.target !== undefined) pair(sec, A.target(sec, ia, i), B.target(sec, ib, j));
-        if (ia.callee) pair(ia.callee.section, A.at(ia.callee.section, ia.callee.label), B.at(ib.callee!.section, ib.callee!.label));
-        // r1-r5 are scratch after a call (the pairing cannot vouch for them): B must not read them
-        if (isCall(ia) && B.liveAt(sec, j + 1) & R1_R5) throw new ProofFailed(`section ${sec}: reads a clobbered argument register after the call at instruction ${j}`);
-        pair(sec, i + 1, j + 1);
-        continue;
-      }
-      if (isCond(ia) && isCond(ib) && inverted(ia, ib)) {
-        // `if c goto T` against `if !c goto F`: the same branch with its successors swapped
-        pair(sec, A.target(sec, ia, i), j + 1);
-        pair(sec, i + 1, B.target(sec, ib, j));
-        continue;
-      }
-      // A window: the straight-line paths from i and j (gotos followed) up to the next sync point.
+    /**
+     * The windows that start at the pair (i, j): the straight-line paths from i and j (gotos
+     * followed) up to the next sync point, and, where they end in conditional jumps, with the
+     * branches and their successors' paths. Queues the pairs where they end; returns why none was
+     * proven, or null. `wide`: a window from an origin (see widen), whose run so far agreed —
+     * the whole run, never the smallest stretch; `crossed`: only the one across its branch.
+     */
+    const attempt = async (sec: string, i: number, j: number, origin: Origin | null, wide: { crossed: boolean } | null, quick = false): Promise<string | null> => {
+      const timeoutMs = quick ? QUICK_WINDOW_MS : opts.timeoutMs;
       const pa = A.path(sec, i), pb = B.path(sec, j);
       const ja = A.insn(sec, pa.end), jb = B.insn(sec, pb.end);
       const branches = isCond(ja) && isCond(jb);
@@ -250,16 +255,15 @@ export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: Proof
       const pres: (WindowPre | null)[] = [await windowPre(A, B, sec, i, j, false), null];
       const check = async (wa: IrInsn[], wb: IrInsn[], regs: number, stack: { off: number; size: number }[]): Promise<EquivResult> => {
         let r: EquivResult | null = null;
-        for (let k = 0; k < 2 && r?.equivalent !== true; k++) {
+        for (let k = 0; k < (quick ? 1 : 2) && r?.equivalent !== true; k++) {
           if (k === 1) pres[1] ??= await windowPre(A, B, sec, i, j, true);
           if (k === 1 && JSON.stringify(pres[1], (_k, v) => (typeof v === 'bigint' ? v.toString() : v)) === JSON.stringify(pres[0], (_k, v) => (typeof v === 'bigint' ? v.toString() : v))) break;
           result.windows++;
-          r = await checkWindow(wa, wb, pres[k]!, { regs: regList(regs).filter((x) => x <= 9), stack }, { timeoutMs: opts.timeoutMs, object: a, ...(progType(sec) ? { progType: progType(sec) } : {}) });
+          r = await checkWindow(wa, wb, pres[k]!, { regs: regList(regs).filter((x) => x <= 9), stack }, { timeoutMs, object: a, ...(progType(sec) ? { progType: progType(sec) } : {}) });
           result.smtMs += r.ms;
+          if (process.env.K2_PROOF_DEBUG) process.stderr.write(`proof: ${sec} ${i}/${j} window ${wa.length}/${wb.length}${wa.at(-1)?.target ? ' with branch' : ''}${k ? ' (model facts)' : ''} -> ${r.equivalent} ${r.via} ${Math.round(r.ms)} ms ${r.reason ?? ''} regs ${regList(regs).join(',')}\n`);
         }
-        r = r!;
-        if (process.env.K2_PROOF_DEBUG) process.stderr.write(`proof: ${sec} ${i}/${j} window ${wa.length}/${wb.length}${wa.at(-1)?.target ? ' with branch' : ''} -> ${r.equivalent} ${r.via} ${Math.round(r.ms)} ms ${r.reason ?? ''} regs ${regList(regs).join(',')}\n`);
-        return r;
+        return r!;
       };
       /**
        * The two paths with the conditional jumps that end them, each side leaving by E1 (A's
@@ -321,44 +325,107 @@ export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: Proof
         }
         return r;
       };
-      const fail = (r: EquivResult | null, what: string): never => {
-        throw new ProofFailed(`section ${sec}: ${what} at instruction ${i} ${r?.equivalent === false ? 'differs' : `not proven (${r?.reason ?? 'unknown'})`}`);
-      };
+      const failure = (r: EquivResult | null, what: string): string =>
+        `section ${sec}: ${what} at instruction ${i} ${r?.equivalent === false ? 'differs' : `not proven (${r?.reason ?? 'unknown'})`}`;
+      if (wide?.crossed) {
+        // the run agreed up to its branch and differs on a successor: the branch with both successors
+        if (!branches) return `section ${sec}: no branch ends the run at instruction ${i}`;
+        const r = await treeWindow();
+        return r?.equivalent === true ? null : failure(r, 'branch with its successors');
+      }
       if (branches && !sameOp(ja!, jb!) && !inverted(ja!, jb!)) {
         const r = await branchWindow(); // the branches themselves differ: compare them with the paths
-        if (r.equivalent !== true && (await treeWindow())?.equivalent !== true) fail(r, 'branch');
-        continue;
+        return r.equivalent === true || (await treeWindow())?.equivalent === true ? null : failure(r, 'branch');
       }
       let la = pa.at.length, lb = pb.at.length;
       while (la > 0 && lb > 0 && sameOp(A.insn(sec, pa.at[la - 1]!)!, B.insn(sec, pb.at[lb - 1]!)!)) { la--; lb--; }
       const ea = la < pa.at.length ? pa.at[la]! : pa.end, eb = lb < pb.at.length ? pb.at[lb]! : pb.end;
       if (la === 0 && lb === 0) {
-        if (ea !== i || eb !== j) { pair(sec, ea, eb); continue; } // only gotos in between
-        throw new ProofFailed(`section ${sec}: instruction ${i} differs from instruction ${j} of the cached code`);
+        if (!wide && (ea !== i || eb !== j)) { pair(sec, ea, eb, origin); return null; } // only gotos in between
+        return `section ${sec}: instruction ${i} differs from instruction ${j} of the cached code`;
       }
       const ia0 = pa.at.map((k) => A.insn(sec, k)!), ib0 = pb.at.map((k) => B.insn(sec, k)!);
       // smallest first: up to where the runs agree again; the differing stretch; the whole paths
       // (a value computed in the common tail may be dead only at the sync point)
       const tries: [number, number][] = [];
-      const m = firstCommon(ia0.slice(0, la), ib0.slice(0, lb));
+      const m = wide ? null : firstCommon(ia0.slice(0, la), ib0.slice(0, lb));
       if (m) tries.push(m);
       tries.push([la, lb]);
       if (la < pa.at.length || lb < pb.at.length) tries.push([pa.at.length, pb.at.length]);
       let last: EquivResult | null = null;
-      let next: [number, number] | null = null;
       for (const [ka, kb] of tries) {
         const na = ka < pa.at.length ? pa.at[ka]! : pa.end, nb = kb < pb.at.length ? pb.at[kb]! : pb.end;
         last = await check(ia0.slice(0, ka).map(strip), ib0.slice(0, kb).map(strip), B.liveAt(sec, nb), B.stackLiveAt(sec, nb));
-        if (last.equivalent === true) { next = [na, nb]; break; }
-      }
-      if (next) {
-        pair(sec, next[0], next[1]);
-        continue;
+        if (last.equivalent === true) {
+          pair(sec, na, nb, wide ? null : origin); // the run goes on (a wide window ends the run it replaced)
+          return null;
+        }
       }
       // values the paths leave may matter only on one side of the branch that ends them
-      if (branches && (await branchWindow()).equivalent === true) continue;
-      if (branches && (await treeWindow())?.equivalent === true) continue;
-      fail(last, `window (${la} → ${lb} instructions)`);
+      if (branches && (await branchWindow()).equivalent === true) return null;
+      if (branches && (await treeWindow())?.equivalent === true) return null;
+      return failure(last, `window (${la} → ${lb} instructions)`);
+    };
+
+    /**
+     * A window that failed at the pair at the end of `origin.chain` may lack a fact that the run
+     * before it establishes (a register copied, a value loaded earlier): the same windows from the
+     * run's origin, over the whole run. That replaces every pair of the chain, so it is allowed only
+     * when each of them is reached from the origin alone (one arrival, no label reached from
+     * elsewhere) — and they are sealed: a later step into one fails the proof. The pairs they led to
+     * on the way (the other successor of a branch) stay: the origin's facts hold there too.
+     */
+    const widenable = (origin: Origin): boolean => origin.chain.length > 0 && origin.chain.every((c) => arrivals.get(c.key) === 1);
+    const widen = async (sec: string, origin: Origin): Promise<boolean> => {
+      if (!widenable(origin)) return false;
+      // sealed before the window is tried: a window that would end on a pair of the chain (whose
+      // own steps lead to the failed pair) fails the proof rather than vouch for it
+      const fresh = origin.chain.map((c) => c.key).filter((k) => !sealed.has(k));
+      for (const k of fresh) sealed.add(k);
+      if ((await attempt(sec, origin.i, origin.j, null, { crossed: origin.crossed })) === null) return true;
+      for (const k of fresh) sealed.delete(k); // (a window that failed queued nothing)
+      return false;
+    };
+
+    while (work.length) {
+      const [sec, i, j, from] = work.pop()!;
+      const ia = A.insn(sec, i), ib = B.insn(sec, j);
+      if (!ia || !ib) {
+        if (ia || ib) throw new ProofFailed(`section ${sec}: one version runs off the end of the section, the other does not`);
+        continue;
+      }
+      // the straight-line run this pair is on: where it started (itself when it starts one)
+      const origin: Origin = from ?? { i, j, crossed: false, chain: [] };
+      if (sameOp(ia, ib) && !isGoto(ia)) {
+        if (isExit(ia)) continue;
+        if (isJmp(ia) && !isCall(ia) && ia.target === undefined) throw new ProofFailed(`section ${sec}: a jump at instruction ${i} has no label`);
+        // a run goes on through one conditional jump (into both successors) and through instructions
+        // a window may contain; it ends at any other sync point
+        const through = isCond(ia) ? (origin.crossed ? null : { ...origin, crossed: true }) : isSyncPoint(ia) ? null : origin;
+        if (ia.target !== undefined) pair(sec, A.target(sec, ia, i), B.target(sec, ib, j), through);
+        if (ia.callee) pair(ia.callee.section, A.at(ia.callee.section, ia.callee.label), B.at(ib.callee!.section, ib.callee!.label));
+        // r1-r5 are scratch after a call (the pairing cannot vouch for them): B must not read them
+        if (isCall(ia) && B.liveAt(sec, j + 1) & R1_R5) throw new ProofFailed(`section ${sec}: reads a clobbered argument register after the call at instruction ${j}`);
+        pair(sec, i + 1, j + 1, through);
+        continue;
+      }
+      if (isCond(ia) && isCond(ib) && inverted(ia, ib)) {
+        // `if c goto T` against `if !c goto F`: the same branch with its successors swapped
+        const through = origin.crossed ? null : { ...origin, crossed: true };
+        pair(sec, A.target(sec, ia, i), j + 1, through);
+        pair(sec, i + 1, B.target(sec, ib, j), through);
+        continue;
+      }
+      // A window that can be widened is tried first with a short solver timeout and without the
+      // safety model's facts: one that lacks a fact from earlier in the run often takes the solver
+      // seconds to refute, and the wider window then decides in milliseconds. Only if that fails
+      // too, the window gets its full tries.
+      const quick = widenable(origin) && opts.timeoutMs > QUICK_WINDOW_MS;
+      const why = await attempt(sec, i, j, origin, null, quick);
+      if (why === null || (await widen(sec, origin))) continue;
+      if (!quick) throw new ProofFailed(why);
+      const again = await attempt(sec, i, j, origin, null);
+      if (again !== null) throw new ProofFailed(again);
     }
     result.proven = true;
   } catch (e) {
@@ -382,6 +449,7 @@ async function wholeProgramFallback(a: BpfObject, b: BpfObject, opts: ProofOptio
   }).map((s) => s.name);
   const covered = new Set(a.programs.flatMap((p) => programCode(a, p).map((s) => s.name)));
   if (!a.programs.length || changed.some((n) => !covered.has(n))) return;
+  result.wholeProgram = true;
   for (const p of a.programs) {
     const t0 = performance.now();
     const r = await checkPrograms(a, p, b, p, { timeoutMs: opts.timeoutMs });

@@ -13,7 +13,7 @@ import { cacheRoot } from '../cache/store.js';
 import { closeConnection, connectServer, serverWanted, type Connection } from '../server/client.js';
 import { K2Error } from '../util/errors.js';
 import { action, printJson } from './common.js';
-import { DWARF_NOTICE, Progress, describeResult, failedResult, optimizeObjectFile } from './cc.js';
+import { DWARF_NOTICE, Progress, childrenCpuMs, describeResult, failedResult, optimizeObjectFile } from './cc.js';
 
 /** A glob segment (`*`, `?`, `[…]`, `{a,b}`) as a regular expression. */
 function segmentRegExp(seg: string): RegExp {
@@ -122,17 +122,34 @@ interface BuildOptions {
   json?: boolean;
 }
 
-/** Compiles one source with clang into a temporary object; returns its path or clang's failure. */
-async function compile(p: BuildPlan, config: K2Config, cwd: string): Promise<{ obj: string; ms: number } | { error: string }> {
+/**
+ * clang's CPU time per object for the build profile's search time (see ClangTimer): clangs run in
+ * parallel here and their CPU times cannot be told apart, so an object gets the mean over the
+ * clangs that ended so far, never more than its own clang's wall time.
+ */
+class ClangCpu {
+  private readonly cpu0 = childrenCpuMs();
+  private ended = 0;
+  ms(wallMs: number): number {
+    this.ended++;
+    const cpu = childrenCpuMs();
+    if (this.cpu0 === null || cpu === null) return wallMs;
+    return Math.min(wallMs, Math.max(10, (cpu - this.cpu0) / this.ended));
+  }
+}
+
+/** Compiles one source with clang into a temporary object; returns its path (and clang's CPU time) or clang's failure. */
+async function compile(p: BuildPlan, config: K2Config, cwd: string, clangCpu: ClangCpu): Promise<{ obj: string; ms: number } | { error: string }> {
   const tmp = join(resolve(p.output, '..'), `.${basename(p.output)}.k2-${process.pid}-${Math.random().toString(36).slice(2, 8)}`);
   const args = [...defaultBpfFlags(), ...config.cflags, '-c', p.source, '-o', tmp];
   const t0 = performance.now();
   const code = await runClang(args, { cwd });
+  const ms = clangCpu.ms(performance.now() - t0);
   if (code !== 0) {
     rmSync(tmp, { force: true });
     return { error: `clang failed (exit ${code})` };
   }
-  return { obj: tmp, ms: performance.now() - t0 };
+  return { obj: tmp, ms };
 }
 
 const K2_CLANG_BIN = join(dirname(fileURLToPath(import.meta.url)), '../../bin/k2-clang.js');
@@ -205,15 +222,25 @@ export async function build(o: BuildOptions): Promise<number> {
     }
   }
   let index = 0;
-  const results = await pool(plan, jobs, async (p): Promise<ObjectResult> => {
-    if (!server && jobs > 1 && plan.length > 1) return buildInChild(p, loaded, config, tmp, index++);
+  const clangCpu = new ClangCpu();
+  // With the server, a compile slot is free again as soon as clang is done: the object waits in
+  // the server's queue while clang compiles the next sources (as the server's worker is busy, clang
+  // keeps the other cores busy). Without it, objects optimize in the slot that compiled them.
+  const lanes = await pool(plan, jobs, async (p): Promise<{ result: Promise<ObjectResult> }> => {
+    if (!server && jobs > 1 && plan.length > 1) return { result: Promise.resolve(await buildInChild(p, loaded, config, tmp, index++)) };
     const conn: Promise<Connection> | null = server ? connectServer(cacheRoot()) : null;
-    const c = await compile(p, config, loaded.dir);
+    const c = await compile(p, config, loaded.dir, clangCpu);
     if ('error' in c) {
       if (conn) closeConnection(await conn);
       process.stderr.write(`k2: ${relative(process.cwd(), p.source)}: ${c.error}\n`);
-      return failedResult(p.output, p.source, c.error);
+      return { result: Promise.resolve(failedResult(p.output, p.source, c.error)) };
     }
+    const result = optimizeCompiled(p, c, conn);
+    result.catch(() => undefined); // (its failure is reported by Promise.all below, not as an unhandled rejection meanwhile)
+    return { result: server ? result : Promise.resolve(await result) };
+  });
+  const results = await Promise.all(lanes.map((l) => l.result));
+  async function optimizeCompiled(p: BuildPlan, c: { obj: string; ms: number }, conn: Promise<Connection> | null): Promise<ObjectResult> {
     const progress = new Progress(show(p), !config.quiet && !o.json && process.stderr.isTTY === true);
     try {
       const r = await optimizeObjectFile({ file: c.obj, output: p.output, source: p.source, write: p.output, display: show(p), progress, clangMs: c.ms }, config, conn ? await conn : null);
@@ -234,7 +261,7 @@ export async function build(o: BuildOptions): Promise<number> {
     } finally {
       rmSync(c.obj, { force: true });
     }
-  });
+  }
   rmSync(tmp, { recursive: true, force: true });
   const compiled = results.filter((r) => !(r.status === 'failed' && /^clang (failed|not found)/.test(r.error ?? '')));
   if (results.some((r) => r.dwarfDropped) && !config.quiet) process.stderr.write(`${DWARF_NOTICE}\n`);

@@ -100,6 +100,36 @@ export function k2Options(args: string[]): { clangArgs: string[]; report: string
 
 export const toReportObject = (r: ObjectResult): ReportObject => ({ ...r });
 
+/** User + system time (ms) of this process's children that ended and were waited for (/proc/self/stat: cutime + cstime, in USER_HZ = 100 ticks a second); null without /proc. */
+export function childrenCpuMs(): number | null {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[13]) + Number(f[14]);
+    return Number.isFinite(ticks) ? ticks * 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * How long clang took to compile, as its CPU time: the build profile's search time follows it
+ * (src/config/effort.ts), and CPU time does not grow with the machine's load as wall time does —
+ * on a busy machine a wall-time budget would buy a search that costs more than clang itself.
+ * Start it right before clang, stop it when clang has exited; it measures every child reaped in
+ * between (k2-clang runs only clang), never more than the wall time, and at least one tick.
+ */
+export class ClangTimer {
+  private readonly t0 = performance.now();
+  private readonly cpu0 = childrenCpuMs();
+  stop(): number {
+    const wall = performance.now() - this.t0;
+    const cpu1 = childrenCpuMs();
+    if (this.cpu0 === null || cpu1 === null) return wall;
+    return Math.min(wall, Math.max(10, cpu1 - this.cpu0));
+  }
+}
+
 /** Why the server was not used, for K2_DEBUG=1 (otherwise a fallback looks exactly like K2_SERVER=0). */
 function debugFallback(out: string, reason: string): void {
   if (process.env.K2_DEBUG) process.stderr.write(`k2: ${out}: optimized in this process (${reason})\n`);
@@ -112,7 +142,7 @@ export interface ObjectJob {
   display: string;
   write: string | ((bytes: Uint8Array) => void);
   progress: Progress;
-  clangMs: number | null; // how long clang took for this object
+  clangMs: number | null; // clang's CPU time for this object (ClangTimer), ms
 }
 
 /**
@@ -159,14 +189,15 @@ export async function cc(argv: string[]): Promise<number> {
     const obj = join(tmp, 'out.o');
     args = clangArgs.flatMap((a, k) => (a === '-o-' ? ['-o', obj] : clangArgs[k - 1] === '-o' && a === '-' ? [obj] : [a]));
   }
+  const clangTime = new ClangTimer();
+  const clang = runClang(args); // (spawned before anything else: it is what the build waits for)
   // while clang runs: reach the compile server (starting it if needed, so it warms up meanwhile),
   // one connection per object; without a server, nothing is loaded before it is needed
   const conns: Promise<Connection>[] | null = serverWanted(config) ? inv.outputs.map(() => connectServer(cacheRoot())) : null;
   try {
-    const t0 = performance.now();
-    const code = await runClang(args);
+    const code = await clang;
     // (one clang run for all its outputs: each object is counted an equal share)
-    const clangMs = (performance.now() - t0) / Math.max(1, inv.outputs.length);
+    const clangMs = clangTime.stop() / Math.max(1, inv.outputs.length);
     if (code !== 0) {
       for (const c of conns ?? []) closeConnection(await c);
       return code;

@@ -12,9 +12,11 @@ export interface EffortProfile {
   /** Search time for the whole object, ms, shared by its sections (null: the driver's default); with `clangTimes`, the most it gets. */
   objectBudgetMs: number | null;
   /**
-   * The object's search time as a multiple of the time clang took to compile it (k2-clang and
-   * k2 build know it), between `minBudgetMs` and `objectBudgetMs`: what a build pays for k2 then
-   * grows with what it pays for clang, on a fast or slow, idle or busy machine alike. null: fixed.
+   * The object's search time as a multiple of clang's CPU time for it (k2-clang and k2 build
+   * measure it), between `minBudgetMs` and `objectBudgetMs`: what a build pays for k2 then grows
+   * with what it pays for clang, on a fast or slow, idle or busy machine alike (clang's wall time
+   * would not do: on a busy machine it is several times its CPU time, and the search, which runs to
+   * a wall-clock deadline, would then cost several times clang). null: fixed.
    */
   clangTimes: number | null;
   minBudgetMs: number;
@@ -30,18 +32,21 @@ export interface EffortProfile {
  * build: what `k2-clang` and `k2 build` do by default — store immediates, tail merges and the
  * enumerated window rewrites (deletions, single ALU ops, load/copy merges) with short solver
  * timeouts; the stochastic search (few proposals) only in the time the object has left. The
- * object's search time is half the time clang took to compile it (0.3 s to 1.5 s; 1.5 s when that
- * time is unknown), and the final gate runs no kernel difftest — so a cold build of a vmlinux.h
- * project costs about three times plain clang (with the compile server; notes/readme-build.md).
+ * object's search time is half of clang's CPU time for it (0.15 s to 1.5 s; 1.5 s when that time
+ * is unknown), and the final gate runs no kernel difftest. With k2's fixed costs (a k2-clang
+ * process, ~0.1 s CPU; the compile server's warm-up, ~1 s once per build) that keeps a cold build of
+ * a vmlinux.h project within three times plain clang (notes/readme-build.md).
  * thorough: the full search (`k2 opt`'s default): 300 MCMC proposals per window and round, 2 s per
  * solver query, the driver's object budget (60 s).
  */
 export const EFFORT_PROFILES: Record<Effort, EffortProfile> = {
   build: {
-    synth: { timeoutMs: 500, cegisRounds: 2, search: { iterations: 60, beta: 1, seed: 1 } },
+    // (a solver query that runs out its timeout overruns the object's search time: 250 ms keeps
+    // that overrun near the search time itself, and decides as many windows here as 500 ms did)
+    synth: { timeoutMs: 250, cegisRounds: 2, search: { iterations: 60, beta: 1, seed: 1 } },
     objectBudgetMs: 1500,
     clangTimes: 0.5,
-    minBudgetMs: 300,
+    minBudgetMs: 150,
     finalDifftestInputs: 0,
   },
   thorough: {
@@ -66,7 +71,7 @@ export interface OptimizerSettings {
 
 /**
  * The search time for one object: the configuration's budgetMs when set, else the profile's
- * (for the build profile: clang's time for this object × clangTimes, clamped), null for the
+ * (for the build profile: clang's CPU time for this object × clangTimes, clamped), null for the
  * driver's default.
  */
 export function objectBudget(config: Pick<K2Config, 'effort' | 'budgetMs'>, clangMs: number | null): number | null {

@@ -10,11 +10,12 @@
 //
 //   node dist/server/main.js --socket PATH --lock NAME --cache-root DIR --build-id ID [--idle-ms N] [--workers N]
 import net from 'node:net';
-import { chmodSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, statSync, unlinkSync } from 'node:fs';
 import { availableParallelism, freemem } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { encodeMessage, MessageReader, PROTOCOL, type OptimizeRequest, type Response, type ServerStatus } from './protocol.js';
 import type { FromWorker, ToWorker } from './worker.js';
+import { objectsDir } from '../cache/store.js';
 
 const arg = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
@@ -85,12 +86,22 @@ function finish(job: Job, m: Response, end = true): void {
   lastActivity = Date.now();
 }
 
+/** No build result stored yet (a first build): every object will be optimized, none a cache hit. */
+function cacheIsEmpty(): boolean {
+  try {
+    return readdirSync(objectsDir(cacheRoot!)).length === 0;
+  } catch {
+    return true; // no objects/ yet
+  }
+}
+
 function startWorker(): Slot {
   const url = new URL(import.meta.url.endsWith('.ts') ? './worker.ts' : './worker.js', import.meta.url);
   // under tsx (tests importing src/), a worker registers tsx before loading the TypeScript module
+  const workerData = { warm: cacheIsEmpty() };
   const worker = url.pathname.endsWith('.ts')
-    ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`, { eval: true })
-    : new Worker(url);
+    ? new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url.href)}); })`, { eval: true, workerData })
+    : new Worker(url, { workerData });
   const slot: Slot = { worker, ready: false, job: null, done: 0 };
   worker.on('message', (m: FromWorker) => onWorkerMessage(slot, m));
   const gone = (why: string): void => {

@@ -20,7 +20,7 @@ export interface OptimizeRequest {
   source: string | null;
   display: string;
   object: string; // clang's object, base64
-  clangMs: number | null; // how long clang took (the build profile's search time follows it)
+  clangMs: number | null; // clang's CPU time for this object, ms (the build profile's search time follows it)
   progress: boolean; // send progress messages
 }
 

@@ -2,7 +2,7 @@
 // loaded and initialised once they were needed, and runs one object at a time through the build pipeline
 // (src/cache/pipeline.ts), exactly as k2-clang would in its own process. What the optimizer writes
 // to stderr while an object runs goes back to that object's client.
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { processObjectBytes } from '../cache/pipeline.js';
 import type { ObjectResult } from '../cache/pipeline.js';
 import { K2Error } from '../util/errors.js';
@@ -58,7 +58,16 @@ port.on('message', (m: ToWorker) => {
 
 // Load what every object needs (the pipeline, the kernel loader) before the first job arrives.
 // The optimizer and Z3 load on the first object that needs them, once per worker: a build whose
-// objects are all cache hits whose differences normal forms decide never pays for them.
+// objects are all cache hits whose differences normal forms decide never pays for them. A server
+// whose cache holds no result yet (`warm`, from main.ts) will optimize every object it gets, so
+// there the worker loads them right away — while the client's clang still runs, not after it.
 const kernel = await import('../kernel/index.js');
 await kernel.bpfAvailable().catch(() => null);
+if ((workerData as { warm?: boolean } | null)?.warm) {
+  try {
+    const [smt] = await Promise.all([import('../smt/index.js'), import('../driver/optimize.js')]);
+    await smt.warmUpSolver();
+    (await import('../safety/kbtf.js')).vmlinux();
+  } catch { /* the first object loads them again and reports what fails */ }
+}
 port.postMessage({ type: 'ready' } satisfies FromWorker);
