@@ -66,6 +66,7 @@ kernelTest('k2-clang with K2_REPAIR=1 writes a loadable object for a source clan
   const b = await execa('node', [k2, 'cc', ...args, '-o', repaired, `--k2-report=${report}`], { reject: false, env: { ...env, K2_REPAIR: '1', K2_SERVER: '0' } });
   t.is(b.exitCode, 0, b.stderr);
   t.deepEqual(await verdicts(repaired), ['accepted']);
+  t.regex(b.stderr, /repaired 1 of 1 program\(s\) the verifier rejected/, 'the per-object line says so');
   const rep = JSON.parse(readFileSync(report, 'utf8'));
   const obj = (rep.objects ?? [rep])[0];
   t.is(obj.repair?.repaired, 1, JSON.stringify(obj));

@@ -22,6 +22,7 @@ export function describeResult(r: ObjectResult, name = r.output): string | null 
   const verif = r.verification === 'kernel' ? 'kernel-verified' : r.verification === 'model' ? 'model-checked (the kernel did not check it here)' : 'nothing to verify';
   const parts = [`${name} ${r.slotsBefore} → ${r.slotsAfter} slots (${sign}${Math.abs(pct).toFixed(1)}%)`, `${(r.ms / 1000).toFixed(1)} s`, verif];
   for (const s of fallbacks) parts.push(`section ${s.name}: ${s.reason ?? 'some rewrites were refused'}`);
+  if (r.repair?.rejected) parts.push(`repaired ${r.repair.repaired} of ${r.repair.rejected} program(s) the verifier rejected`);
   return `k2: ${parts.join(', ')}${r.cache === 'hit' ? ' [cache hit]' : ''}`;
 }
 

@@ -666,6 +666,11 @@ export async function optimizeSection(
   const clock = opts.budgetClock === 'cpu' ? cpuMs : Date.now;
   const t0 = clock();
   const over = (share = 1): boolean => clock() - t0 > opts.budgetMs * share;
+  // Without a resource limit (the build profile) a query may not run past the budget: its timeout
+  // is capped by the time left (a timeout is "not proven": the rewrite is simply not made). With
+  // rlimit (thorough), Z3's resource count decides, whatever the clock says.
+  const budgetMs = opts.budgetMs;
+  if (opts.rlimit === undefined) opts = withDeadline(opts, () => budgetMs * 1.1 - (clock() - t0));
   const session = new SectionSession(obj, secIndex, gate, opts, stats);
   const S = session.state;
   const accept = session.accept.bind(session);
@@ -707,6 +712,14 @@ export async function optimizeSection(
   // again after the window search, which may have made more tails identical (a little over budget is fine: it is cheap)
   if (opts.tailMerge !== false) await tailMerges(obj, secIndex, S, gate, opts, stats, over, accept, 1.25);
   return { obj: session.withSection(S.sec), stats, steps: session.steps };
+}
+
+/** `opts` whose `timeoutMs`, read at each query, is at most the time `left()` (and at least 25 ms). */
+function withDeadline(opts: SynthOptions, left: () => number): SynthOptions {
+  const cap = opts.timeoutMs;
+  const timed = { ...opts };
+  Object.defineProperty(timed, 'timeoutMs', { enumerable: true, get: () => Math.max(25, Math.min(cap, Math.floor(left()))) });
+  return timed;
 }
 
 /** A window worth the larger sizes: two loads from one base, a load-op-store, or two stores. */
