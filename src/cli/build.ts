@@ -298,7 +298,7 @@ export function register(program: Command): void {
 Configuration keys (paths relative to the configuration file; see k2.config.example.json):
   sources   globs of .bpf.c files, e.g. ["src/*.bpf.c"]          outDir   output directory (default "build")
   cflags    extra clang flags, after -O2 -g -target bpf -I/usr/include/$(uname -m)-linux-gnu -D__TARGET_ARCH_<arch>
-  effort, budgetMs, timeoutMs, iterations, kernel, tailMerge, cache, quiet, jobs, optimize
+  effort, budgetMs, timeoutMs, iterations, kernel, repair, tailMerge, cache, server, quiet, jobs, optimize
 Each source x.bpf.c is compiled with clang (K2_CLANG chooses the binary) and optimized into
 OUTDIR/x.bpf.o. Every source is compiled each time; an object whose clang output did not change
 (even through a header) is a cache hit. A k2 failure keeps clang's object and prints a warning.

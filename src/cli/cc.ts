@@ -276,6 +276,7 @@ Settings: k2.config.json / .k2rc* / package.json "k2" (see k2.config.example.jso
   K2_QUIET=1                 no per-object lines (warnings still print)
   K2_OPT=0                   relink only
   K2_SERVER=0                optimize in this process, not on the compile server ("server": false)
+  K2_REPAIR=1                first repair programs the verifier rejects, then optimize ("repair": true)
 The compile server (k2 server status|stop) starts on first use and keeps k2 loaded between
 objects; it stops after 10 idle minutes. If it fails in any way, k2-clang optimizes in its own
 process: the output is the same.
