@@ -5,8 +5,9 @@ import { execa } from 'execa';
 import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { fixtureObjects, repo } from './helpers/paths.js';
-import { readObject, type BpfObject, type IrInsn } from '../src/ir/index.js';
+import { handMade } from './helpers/objects.js';
+import { repo } from './helpers/paths.js';
+import type { BpfObject, IrInsn } from '../src/ir/index.js';
 import { optimizeObject } from '../src/driver/optimize.js';
 import { DiskRewriteCache, defaultCacheRoot, openRewriteCache, rewriteCacheDir } from '../src/synth/cache.js';
 import { checkPrograms, shutdownZ3 } from '../src/smt/index.js';
@@ -76,16 +77,6 @@ test('store: concurrent writers of the same keys leave only whole entries', asyn
   t.is(c.stats.invalid, 0);
 });
 
-/** An XDP object whose one section is `insns` (ELF, maps and BTF from fixtures/redundant.o). */
-function handMade(insns: IrInsn[]): BpfObject {
-  const obj = readObject(fixtureObjects().find((f) => f.endsWith('redundant.o'))!);
-  const sec = obj.code[0]!;
-  const first = sec.insns[0]!;
-  const rest = sec.insns.slice(1).flatMap((i) => i.labels ?? []);
-  const code = insns.map((i, k) => (k === 0 ? { ...i, labels: first.labels, funcInfo: first.funcInfo, lines: first.lines } : { ...i }));
-  code[code.length - 1]!.labels = rest;
-  return { ...obj, code: [{ ...sec, insns: code }] };
-}
 
 test('a cache hit is proven again before use: a planted wrong rewrite is refused', async (t) => {
   // r1 = 5; r1 += 3; r0 = r1; exit  →  w0 = 8; exit

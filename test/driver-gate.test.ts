@@ -4,6 +4,7 @@ import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
+import { handMade } from './helpers/objects.js';
 import { fixtureObjects } from './helpers/paths.js';
 import { objectBytes, readObject, readObjectBytes, type BpfObject, type IrInsn } from '../src/ir/index.js';
 import { optimizeObject } from '../src/driver/optimize.js';
@@ -21,17 +22,6 @@ test.after.always(async () => {
 const mov = (dst: number, imm: number): IrInsn => ({ code: 0xb7, dst, src: 0, off: 0, imm });
 const exit: IrInsn = { code: 0x95, dst: 0, src: 0, off: 0, imm: 0 };
 
-/** An XDP object whose one section is `insns` (ELF, maps and BTF from fixtures/redundant.o). */
-function handMade(insns: IrInsn[]): BpfObject {
-  const obj = readObject(fixtureObjects().find((f) => f.endsWith('redundant.o'))!);
-  const sec = obj.code[0]!;
-  const first = sec.insns[0]!;
-  // the ELF's other code symbols (LBB…) keep a place: the last instruction
-  const rest = sec.insns.slice(1).flatMap((i) => i.labels ?? []);
-  const code = insns.map((i, k) => (k === 0 ? { ...i, labels: first.labels, funcInfo: first.funcInfo, lines: first.lines } : { ...i }));
-  code[code.length - 1]!.labels = rest;
-  return { ...obj, code: [{ ...sec, insns: code }] };
-}
 
 // Four dead stores: the search deletes them one rewrite at a time (each a step of -1 slot).
 const DEAD = [mov(2, 1), mov(3, 2), mov(4, 3), mov(5, 4), mov(0, 2), exit];
