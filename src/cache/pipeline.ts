@@ -209,7 +209,8 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
 /**
  * The optimized object restricted to the sections whose new code the cache's re-proof can follow,
  * each proven alone against clang's object, then together and checked for safety as a hit is.
- * Whatever fails keeps clang's code (in the end, possibly every section).
+ * Whatever fails keeps clang's code (in the end, possibly every section). Called after the proof of
+ * the whole result failed.
  */
 export async function reprovableSubset(input: BpfObject, optimized: BpfObject, inputBytes: Uint8Array, kernel: boolean): Promise<{ obj: BpfObject; dropped: string[] }> {
   const { proveSameBehaviour } = await import('./proof.js');
@@ -219,6 +220,8 @@ export async function reprovableSubset(input: BpfObject, optimized: BpfObject, i
   }).map((s) => s.name);
   const withSections = (names: Set<string>): BpfObject => ({ ...input, code: input.code.map((s) => (names.has(s.name) ? optimized.code.find((x) => x.name === s.name) ?? s : s)) });
   const kept = new Set<string>();
+  // one changed section: its proof alone is the whole-object proof that just failed
+  if (changedNames.length === 1) return { obj: input, dropped: changedNames };
   for (const name of changedNames) {
     if ((await proveSameBehaviour(input, withSections(new Set([name])), { timeoutMs: PROOF_TIMEOUT_MS })).proven) kept.add(name);
   }

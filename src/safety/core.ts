@@ -16,7 +16,7 @@
 // changed (only between unsigned integers or pointers; other size changes poison the instruction).
 import type { Btf } from '../elf/btf.js';
 import type { CoreRelo } from '../ir/types.js';
-import { KIND, isModifier, vmlinux, type KBtf, type KType } from './kbtf.js';
+import { KIND, skipMods, vmlinux, type KBtf, type KType } from './kbtf.js';
 
 export const CORE_KIND = {
   FIELD_BYTE_OFFSET: 0, FIELD_BYTE_SIZE: 1, FIELD_EXISTS: 2, FIELD_SIGNED: 3, FIELD_LSHIFT_U64: 4, FIELD_RSHIFT_U64: 5,
@@ -100,15 +100,7 @@ export function essentialName(name: string): string {
 }
 
 /** skip_mods_and_typedefs */
-function skip(btf: KBtf, id: number): { t: KType; id: number } | null {
-  for (let n = 0; n < 64; n++) {
-    const t = btf.types[id];
-    if (!t) return null;
-    if (!isModifier(t)) return { t, id };
-    id = t.sizeOrType;
-  }
-  return null;
-}
+const skip = skipMods;
 
 /** btf__resolve_size */
 function resolveSize(btf: KBtf, id: number, depth = 0): number | null {

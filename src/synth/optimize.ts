@@ -467,22 +467,9 @@ export class SectionSession {
    */
   async programProof(next: CodeSection, prev: CodeSection = this.S.sec): Promise<boolean | null> {
     if (!this.users.length) return null;
-    const before = this.withSection(prev), after = this.withSection(next);
-    this.stats.proposals++;
-    let all: boolean | null = true;
-    for (const p of this.users) {
-      const r = await checkPrograms(before, p, after, p, { timeoutMs: this.opts.timeoutMs, ...(this.opts.rlimit !== undefined ? { rlimit: this.opts.rlimit } : {}) });
-      this.stats.smtMs.push(r.ms);
-      if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] program proof ${p.name}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''}`);
-      if (r.equivalent === false) {
-        this.stats.refuted++;
-        return false;
-      }
-      if (r.equivalent === null) all = null;
-    }
-    if (all === null) this.stats.unknown++;
-    return all;
+    return proveOnPrograms(this.withSection(prev), this.withSection(next), this.users, this.opts, this.stats, this.S);
   }
+
 
   /**
    * The program-level check of a rewrite with control flow inside, already proven by window
@@ -875,15 +862,8 @@ async function redundantLoadsPass(session: SectionSession, over: () => boolean):
     }
     if (S.programsUnprovable) continue; // only the program checker could prove it, and it cannot here
     const next = e.make();
-    const before = session.withSection(S.sec), after = session.withSection(next);
-    stats.proposals++;
-    let proven = true;
-    for (const p of users) {
-      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
-      stats.smtMs.push(r.ms);
-      noteUnsupported(S, r);
-      if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
-    }
+    const after = session.withSection(next);
+    const proven = (await proveOnPrograms(session.withSection(S.sec), after, users, opts, stats, S)) === true;
     if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] ${e.kind} ${S.sec.name}@${k} (${e.key}): ${proven ? "proven" : "not proven"} ${Math.round(stats.smtMs[stats.smtMs.length - 1] ?? 0)}ms`);
     if (!proven) continue;
     stats.proven++;
@@ -916,6 +896,29 @@ const MAX_MERGE_FAILURES = 6;
 /** Remembers that the program checker cannot model a program running the section (not a timeout). */
 function noteUnsupported(S: SectionState, r: { equivalent: boolean | null; reason?: string | null }): void {
   if (r.equivalent === null && /^unsupported/.test(r.reason ?? '')) S.programsUnprovable = true;
+}
+
+/**
+ * A rewrite of a section proven on every program running it (whole-program checker): true (all
+ * proven), false (one differs: the others are not asked), null (some program cannot be decided —
+ * an unmodelled helper or CO-RE relocation, a timeout — and none differs). Only true proves it.
+ */
+async function proveOnPrograms(before: BpfObject, after: BpfObject, users: readonly ProgramRef[], opts: SynthOptions, stats: SectionStats, S: SectionState): Promise<boolean | null> {
+  stats.proposals++;
+  let all: boolean | null = true;
+  for (const p of users) {
+    const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
+    stats.smtMs.push(r.ms);
+    noteUnsupported(S, r);
+    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] program proof ${p.name}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''}`);
+    if (r.equivalent === false) {
+      stats.refuted++;
+      return false;
+    }
+    if (r.equivalent === null) all = null;
+  }
+  if (all === null) stats.unknown++;
+  return all;
 }
 
 /**
@@ -968,15 +971,8 @@ async function tailMerges(
     if (!m) return;
     tried.add(`${tag}${m.start}/${m.keep}/${m.length}`);
     const next = dropJumpsToNext(invertBranchesOverGotos(applyTailMerge(sec, m)));
-    const before = withSection(S.sec), after = withSection(next);
-    stats.proposals++;
-    let proven = true;
-    for (const p of users) {
-      const r = await checkPrograms(before, p, after, p, { timeoutMs: opts.timeoutMs, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
-      stats.smtMs.push(r.ms);
-      noteUnsupported(S, r);
-      if (r.equivalent !== true) { proven = false; if (r.equivalent === null) stats.unknown++; else stats.refuted++; break; }
-    }
+    const after = withSection(next);
+    const proven = (await proveOnPrograms(withSection(S.sec), after, users, opts, stats, S)) === true;
     failures = proven ? 0 : failures + 1;
     if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] tail-merge${tag ? ' (constants moved up)' : ''} ${sec.name}@${m.start}+${m.length} → ${m.keep} saves ${m.saved}: ${proven} ${Math.round(stats.smtMs[stats.smtMs.length - 1] ?? 0)}ms`);
     if (!proven) continue;
