@@ -8,8 +8,13 @@ import { CLASS, ALU, opClass, aluOp } from '../src/isa/index.js';
 import { checkObjects, shutdownZ3 } from '../src/smt/index.js';
 import { DEFAULTS, optimizerSettings, type K2Config } from '../src/config/index.js';
 import {
-  cacheKey, cacheRoot, cacheStats, cleanCache, encodeEntry, entryFor, entryPath, k2BuildId, processObject, proveSameBehaviour, readEntry, sha256, writeEntry, type CacheEntry,
+  cacheKey, cacheRoot, cacheStats, cleanCache, encodeEntry, entryFor, entryPath, k2BuildId, processObject, proveSameBehaviour, proveStepwise, readEntry, sha256, writeEntry,
+  objectFromEntry, BadEntry, ENTRY_FORMAT, type CacheEntry,
 } from '../src/cache/index.js';
+import { optimizeObject } from '../src/driver/optimize.js';
+import { applyStep, diffInsns } from '../src/synth/parallel-steps.js';
+
+const plain = (i: IrInsn): string => `${i.code},${i.dst},${i.src},${i.off},${i.imm},${i.imm2 ?? ''},${i.target ?? ''}`;
 import { fixtureObjects, k2, repo } from './helpers/paths.js';
 import { hasDwarf, processObjectBytes } from '../src/cache/pipeline.js';
 import { checkCandidate, rememberProof } from '../src/cache/verify.js';
@@ -45,7 +50,7 @@ function plant(file: string, code: (obj: BpfObject) => BpfObject): { key: string
 
 test('entries are written whole: a flipped byte or a torn file is reported as corrupt, never parsed', (t) => {
   const root = join(tmp, 'store');
-  const e: CacheEntry = { format: 1, key: 'ab'.repeat(32), input: 'cd'.repeat(32), k2: 'x', created: 'now', result: { ms: 1, kernelChecked: false, sections: [] }, code: [] };
+  const e: CacheEntry = { format: ENTRY_FORMAT, key: 'ab'.repeat(32), input: 'cd'.repeat(32), k2: 'x', created: 'now', result: { ms: 1, kernelChecked: false, sections: [] }, code: [] };
   t.true(writeEntry(e, root));
   const r = readEntry(e.key, root);
   t.is(r.kind, 'entry');
@@ -295,4 +300,79 @@ test('build profile: sections whose result the re-proof cannot follow keep clang
   t.deepEqual(r.dropped, ['tc']);
   t.deepEqual(r.obj.code[tc]!.insns, obj.code[tc]!.insns, 'tc keeps clang\'s code');
   t.deepEqual(r.obj.code[xdp]!.insns, code[xdp]!.insns, 'xdp keeps the re-provable result');
+});
+
+test('re-proof step by step: the optimizer\'s own rewrites on every fixture are re-proven one by one — at least as often as the final code against clang\'s in one proof', async (t) => {
+  let changed = 0, whole = 0, stepwise = 0;
+  for (const file of fixtureObjects()) {
+    const obj = readObject(file);
+    const r = await optimizeObject(obj, { effort: 'build', cache: false, jobs: 1, kernel: false, timeSec: 1 });
+    if (!r.steps.size) continue;
+    changed++;
+    // the steps lead from clang's code to the optimizer's output
+    for (const [name, steps] of r.steps) {
+      const sec = obj.code.find((x) => x.name === name)!;
+      const replayed = steps.reduce((insns, st) => applyStep(insns, st), sec.insns);
+      t.deepEqual(replayed.map(plain), r.obj.code.find((x) => x.name === name)!.insns.map(plain), `${file} ${name}`);
+    }
+    const s = await proveStepwise(obj, r.steps, { timeoutMs: 2000 });
+    if (s.proven) {
+      stepwise++;
+      t.deepEqual(s.obj.code.map((x) => x.insns.map(plain)), r.obj.code.map((x) => x.insns.map(plain)), `${file}: the proven chain ends at the optimizer's output`);
+    }
+    if ((await proveSameBehaviour(obj, r.obj, { timeoutMs: 2000 })).proven) whole++;
+  }
+  t.log(`${changed} fixtures changed: ${stepwise} re-proven step by step, ${whole} in one proof`);
+  t.true(changed >= 8, `${changed} fixtures changed`);
+  t.true(stepwise >= whole, `step by step ${stepwise} < in one proof ${whole}`);
+  t.true(stepwise >= changed - 1, `${changed - stepwise} of ${changed} not re-proven step by step`);
+});
+
+test('re-proof step by step: a step that is not equivalent fails its section, which keeps clang\'s code; the other sections stay', async (t) => {
+  const file = fixture('calls.o');
+  const obj = readObject(file);
+  const xdp = obj.code.findIndex((s) => s.name === 'xdp'), tc = obj.code.findIndex((s) => s.name === 'tc');
+  const nops = insertNops(obj.code[xdp]!);
+  const at = obj.code[tc]!.insns.findIndex(isMovR0);
+  const wrongTc = { ...obj.code[tc]!, insns: obj.code[tc]!.insns.map((i, n) => (n === at ? { ...i, imm: i.imm + 1 } : i)) };
+  const steps = new Map([['xdp', [diffInsns(obj.code[xdp]!.insns, nops.insns)!]], ['tc', [diffInsns(obj.code[tc]!.insns, wrongTc.insns)!]]]);
+  const r = await proveStepwise(obj, steps, { timeoutMs: 2000 });
+  t.false(r.proven);
+  t.deepEqual(r.failed, ['tc']);
+  t.regex(r.reason ?? '', /section tc, step 1 of 1/);
+  t.deepEqual(r.obj.code[tc]!.insns, obj.code[tc]!.insns, 'tc keeps clang\'s code');
+  t.deepEqual(r.obj.code[xdp]!.insns.map((i) => i.code), nops.insns.map((i) => i.code), 'xdp keeps its proven steps');
+  // a step that does not fit the code is a failed proof, not a crash
+  const bad = await proveStepwise(obj, new Map([['xdp', [{ start: 1e6, remove: 1, insert: [] }]]]), { timeoutMs: 2000 });
+  t.deepEqual(bad.failed, ['xdp']);
+});
+
+test('an entry\'s steps are checked: they must lead from clang\'s code to the entry\'s code, within bounds; a planted entry whose steps are not equivalent is refused at the hit', async (t) => {
+  const file = fixture('calls.o');
+  const bytes = new Uint8Array(readFileSync(file));
+  const obj = readObjectBytes(bytes, file);
+  const tc = obj.code.findIndex((s) => s.name === 'tc');
+  const at = obj.code[tc]!.insns.findIndex(isMovR0);
+  const wrong = { ...obj, code: obj.code.map((s, k) => (k === tc ? { ...s, insns: s.insns.map((i, n) => (n === at ? { ...i, imm: i.imm + 1 } : i)) } : s)) };
+  const step = diffInsns(obj.code[tc]!.insns, wrong.code[tc]!.insns)!;
+  const inputSha = sha256(bytes);
+  const key = cacheKey(inputSha, optimizerSettings(config));
+  const report = { ms: 1, kernelChecked: true, slotsBefore: 0, slotsAfter: 0, sections: obj.code.map((s) => ({ name: s.name, slotsBefore: 1, slotsAfter: 1, status: 'optimized', reason: null })) };
+  const entry = entryFor(obj, wrong, report as never, key, inputSha, k2BuildId(), new Map([['tc', [step]]]));
+  t.is(entry.code.length, 1);
+  t.is(entry.code[0]!.steps?.length, 1, 'the steps are stored with the code');
+  const { obj: cand, steps, changed } = objectFromEntry(JSON.parse(JSON.stringify(entry)), obj, key, inputSha);
+  t.deepEqual(changed, ['tc']);
+  const check = await checkCandidate(obj, bytes, cand, changed, { kernel: false, timeoutMs: 2000, steps });
+  t.false(check.ok, 'a planted step that changes behaviour is refused');
+  // steps that do not lead to the entry's code, or out of bounds, make the entry malformed
+  const e2 = JSON.parse(JSON.stringify(entry)) as CacheEntry;
+  e2.code[0]!.steps = [{ ...e2.code[0]!.steps![0]!, insert: [] }];
+  t.throws(() => objectFromEntry(e2, obj, key, inputSha), { instanceOf: BadEntry, message: /do not lead to its code|bad step/ });
+  const e3 = JSON.parse(JSON.stringify(entry)) as CacheEntry;
+  e3.code[0]!.steps = [{ start: 1e6, remove: 2 ** 31, insert: [] }];
+  t.throws(() => objectFromEntry(e3, obj, key, inputSha), { instanceOf: BadEntry, message: /bad step/ });
+  const e4 = JSON.parse(JSON.stringify(entry)) as CacheEntry;
+  e4.code[0]!.steps = Array.from({ length: 5000 }, () => ({ start: 0, remove: 0, insert: [] }));
+  t.throws(() => objectFromEntry(e4, obj, key, inputSha), { instanceOf: BadEntry, message: /bad step list/ });
 });

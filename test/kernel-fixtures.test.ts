@@ -227,3 +227,26 @@ kernelTest('both loaders name maps alike and read the same contents after the sa
     await b.close();
   }
 });
+
+kernelTest('verifyObject with `only` loads and reports just the programs asked for, with the verdicts of a full load', async (t) => {
+  const file = join(root, 'fixtures/repair/build/mixed.O2.o');
+  const full = await verifyObject(file);
+  t.is(full.programs.length, 3);
+  const accepted = full.programs.filter((p) => p.accepted);
+  const rejected = full.programs.filter((p) => !p.accepted);
+  t.true(accepted.length >= 1 && rejected.length >= 1, 'the fixture mixes accepted and rejected programs');
+  // an accepted program alone: accepted, same verifier work
+  const one = await verifyObject(file, { only: [accepted[0]!] });
+  t.deepEqual(one.programs.map((p) => p.name), [accepted[0]!.name]);
+  t.true(one.programs[0]!.accepted);
+  t.is(one.programs[0]!.verifiedInsns, accepted[0]!.verifiedInsns);
+  // a rejected one next to an accepted one: each keeps its verdict
+  const two = await verifyObject(file, { only: [rejected[0]!, accepted[0]!] });
+  t.deepEqual(two.programs.map((p) => p.name).sort(), [rejected[0]!.name, accepted[0]!.name].sort());
+  t.false(two.programs.find((p) => p.name === rejected[0]!.name)!.accepted);
+  t.true(two.programs.find((p) => p.name === accepted[0]!.name)!.accepted);
+  // none asked for: nothing loaded, no error
+  const none = await verifyObject(file, { only: [] });
+  t.deepEqual(none.programs, []);
+  t.is(none.objectError, null);
+});

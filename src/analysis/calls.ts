@@ -2,17 +2,23 @@
 // receives exactly its prototype's n arguments (r1..rn), whatever r(n+1)..r5 hold, so a write to
 // r3 before `call bpf_map_lookup_elem` (two arguments) is dead. Every call still clobbers r1-r5.
 // Counts from the kernel's bpf_func_proto definitions (kernel/bpf/helpers.c, net/core/filter.c,
-// kernel/trace/bpf_trace.c); trace_printk is BPF_CALL_5 (three variadic value arguments). A helper
-// not listed reads all five: only a wrong *low* count could be unsound.
+// kernel/trace/bpf_trace.c) — every helper the safety model has a prototype for (src/safety/helpers.ts;
+// test/analysis-liveness checks the two agree); trace_printk is BPF_CALL_5 (three variadic value
+// arguments its prototype does not list). A helper not listed reads all five: only a wrong *low*
+// count could be unsound.
 import { CALL_HELPER, CALL_PSEUDO, CLASS, JMP, jmpOp, opClass } from '../isa/index.js';
 import type { Insn } from '../isa/index.js';
 
 export const HELPER_ARGS: Readonly<Record<number, number>> = {
   1: 2, 2: 4, 3: 2, 4: 3, 5: 0, 6: 5, 7: 0, 8: 0, 9: 5, 10: 5, 11: 5, 12: 3, 13: 3, 14: 0, 15: 0, 16: 2, 17: 1,
-  18: 3, 19: 1, 20: 4, 21: 4, 22: 2, 23: 2, 25: 5, 26: 4, 27: 3, 28: 5, 29: 3, 30: 3, 31: 3, 32: 2, 34: 1, 35: 0,
-  38: 3, 39: 2, 40: 2, 41: 1, 42: 0, 43: 3, 44: 2, 45: 3, 46: 1, 47: 1, 48: 2, 49: 5, 50: 4, 51: 3, 54: 2, 55: 4,
-  57: 5, 59: 2, 65: 2, 68: 5, 69: 4, 80: 0, 87: 3, 88: 2, 89: 2, 112: 3, 113: 3, 114: 3, 115: 3, 118: 0, 122: 1,
-  125: 0, 130: 4, 131: 3, 132: 2, 133: 2, 134: 2, 135: 2, 152: 4, 155: 2, 160: 0, 164: 4, 181: 4,
+  18: 3, 19: 1, 20: 4, 21: 4, 22: 2, 23: 2, 24: 1, 25: 5, 26: 4, 27: 3, 28: 5, 29: 3, 30: 3, 31: 3, 32: 2, 33: 3,
+  34: 1, 35: 0, 37: 2, 38: 3, 39: 2, 40: 2, 41: 1, 42: 0, 43: 3, 44: 2, 45: 3, 46: 1, 47: 1, 48: 2, 49: 5, 50: 4,
+  51: 3, 52: 4, 53: 4, 54: 2, 55: 4, 56: 3, 57: 5, 59: 2, 60: 4, 61: 2, 62: 2, 63: 4, 64: 3, 65: 2, 66: 5, 67: 4,
+  68: 5, 69: 4, 70: 4, 71: 4, 72: 4, 79: 1, 80: 0, 81: 2, 83: 2, 84: 5, 85: 5, 86: 1, 87: 3, 88: 2, 89: 2, 95: 1,
+  96: 1, 97: 1, 99: 5, 101: 4, 102: 3, 103: 3, 104: 3, 105: 4, 106: 4, 109: 1, 112: 3, 113: 3, 114: 3, 115: 3,
+  117: 1, 118: 0, 120: 4, 122: 1, 123: 1, 124: 3, 125: 0, 126: 5, 127: 3, 130: 4, 131: 3, 132: 2, 133: 2, 134: 2,
+  135: 2, 141: 4, 151: 1, 152: 4, 155: 2, 156: 4, 157: 2, 158: 0, 160: 0, 164: 4, 173: 1, 174: 1, 175: 1, 177: 4,
+  181: 4, 182: 3, 183: 3, 184: 2, 185: 1, 186: 0, 187: 1, 188: 1, 189: 4, 190: 4, 192: 3, 195: 3, 208: 0,
 };
 
 /** r1..r_n as a register bit set. */

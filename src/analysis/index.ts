@@ -7,3 +7,4 @@ export * from './stack.js';
 export * from './avail.js';
 export * from './sources.js';
 export * from './copyprop.js';
+export * from './precise.js';

@@ -5,6 +5,7 @@
 import type { BpfObject, CodeSection, IrInsn, RelocRef } from '../ir/index.js';
 import type { OptimizeReport } from '../driver/optimize.js';
 import { ENTRY_FORMAT } from './key.js';
+import { applyStep, type Step } from '../synth/parallel-steps.js';
 import type { CacheEntry, SectionSummary } from './store.js';
 
 export class BadEntry extends Error {}
@@ -94,7 +95,7 @@ function references(insns: readonly IrInsn[]): { relocs: Set<string>; funcs: str
  * relocations, CO-RE and line records clang's code has, has the same functions in the same order
  * and defines every label the object's symbols and programs need. Throws BadEntry otherwise. (Equivalence and safety are checked by the caller.)
  */
-export function objectFromEntry(raw: unknown, input: BpfObject, key: string, inputSha: string): { obj: BpfObject; entry: CacheEntry; changed: string[] } {
+export function objectFromEntry(raw: unknown, input: BpfObject, key: string, inputSha: string): { obj: BpfObject; entry: CacheEntry; changed: string[]; steps: Map<string, Step[]> } {
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new BadEntry('not an object');
   const e = raw as Record<string, unknown>;
   if (e.format !== ENTRY_FORMAT) throw new BadEntry(`format ${String(e.format)}`);
@@ -109,6 +110,7 @@ export function objectFromEntry(raw: unknown, input: BpfObject, key: string, inp
   });
   if (!Array.isArray(e.code)) throw new BadEntry('no code list');
   const replaced = new Map<string, IrInsn[]>();
+  const steps = new Map<string, Step[]>();
   for (const c of e.code as Record<string, unknown>[]) {
     if (!c || typeof c !== 'object' || !isStr(c.name) || !Array.isArray(c.insns)) throw new BadEntry('bad code section');
     const orig = input.code.find((s) => s.name === c.name);
@@ -116,6 +118,7 @@ export function objectFromEntry(raw: unknown, input: BpfObject, key: string, inp
     if (replaced.has(c.name)) throw new BadEntry(`section ${c.name} listed twice`);
     if (c.insns.length === 0 || c.insns.length > 2 * orig.insns.length + 16) throw new BadEntry(`section ${c.name}: ${c.insns.length} instructions for ${orig.insns.length}`);
     replaced.set(c.name, c.insns.map(parseInsn));
+    if (c.steps !== undefined) steps.set(c.name, parseSteps(c.steps, orig.insns, replaced.get(c.name)!, c.name));
   }
   const code: CodeSection[] = input.code.map((s) => {
     const insns = replaced.get(s.name);
@@ -135,16 +138,52 @@ export function objectFromEntry(raw: unknown, input: BpfObject, key: string, inp
   });
   const entry: CacheEntry = {
     format: ENTRY_FORMAT, key, input: inputSha, k2: String(e.k2), created: String(e.created),
-    result: { ms: result.ms, kernelChecked: result.kernelChecked, sections }, code: [...replaced].map(([name, insns]) => ({ name, insns })),
+    result: { ms: result.ms, kernelChecked: result.kernelChecked, sections },
+    code: [...replaced].map(([name, insns]) => ({ name, insns, ...(steps.has(name) ? { steps: steps.get(name)! } : {}) })),
   };
-  return { obj: { ...input, code }, entry, changed: [...replaced.keys()] };
+  return { obj: { ...input, code }, entry, changed: [...replaced.keys()], steps };
 }
 
-/** The entry for an optimization of `input` into `output` (only the sections whose code changed). */
-export function entryFor(input: BpfObject, output: BpfObject, report: OptimizeReport, key: string, inputSha: string, k2: string): CacheEntry {
+/** Most steps an entry may list for one section. */
+const MAX_STEPS = 4096;
+
+/**
+ * A section's steps, checked: each within the code it applies to (sizes bounded before anything
+ * is built), and replaying them on clang's code must give exactly the entry's code.
+ */
+function parseSteps(raw: unknown, orig: readonly IrInsn[], final: readonly IrInsn[], name: string): Step[] {
+  if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_STEPS) throw new BadEntry(`section ${name}: bad step list`);
+  const limit = 2 * orig.length + 16;
+  let insns: IrInsn[] = [...orig];
+  const out: Step[] = [];
+  for (const v of raw as unknown[]) {
+    const s = v as Record<string, unknown>;
+    if (!s || typeof s !== 'object' || Object.keys(s).length !== 3 || !isInt(s.start, 0, insns.length) || !isInt(s.remove, 0, insns.length - (s.start as number)) ||
+      !Array.isArray(s.insert) || s.insert.length > limit || insns.length - (s.remove as number) + s.insert.length > limit) throw new BadEntry(`section ${name}: bad step`);
+    const step: Step = { start: s.start, remove: s.remove, insert: s.insert.map(parseInsn) };
+    insns = applyStep(insns, step);
+    out.push(step);
+  }
+  const plain = (xs: readonly IrInsn[]): string => JSON.stringify(xs.map(plainInsn));
+  if (plain(insns) !== plain(final)) throw new BadEntry(`section ${name}: its steps do not lead to its code`);
+  return out;
+}
+
+/**
+ * The entry for an optimization of `input` into `output` (only the sections whose code changed),
+ * with each section's steps when given and they lead from `input`'s code to `output`'s.
+ */
+export function entryFor(input: BpfObject, output: BpfObject, report: OptimizeReport, key: string, inputSha: string, k2: string, steps?: ReadonlyMap<string, readonly Step[]>): CacheEntry {
   const code = output.code.map((s) => ({ name: s.name, insns: s.insns.map(plainInsn) })).filter((s) => {
     const orig = input.code.find((x) => x.name === s.name);
     return !orig || JSON.stringify(s.insns) !== JSON.stringify(orig.insns.map(plainInsn));
+  }).map((s) => {
+    const list = steps?.get(s.name);
+    const orig = input.code.find((x) => x.name === s.name);
+    if (!list?.length || !orig) return s;
+    const replayed = list.reduce<IrInsn[]>((insns, st) => applyStep(insns, st), [...orig.insns]);
+    if (JSON.stringify(replayed.map(plainInsn)) !== JSON.stringify(s.insns)) return s;
+    return { ...s, steps: list.map((st) => ({ start: st.start, remove: st.remove, insert: st.insert.map(plainInsn) })) };
   });
   return {
     format: ENTRY_FORMAT, key, input: inputSha, k2, created: new Date().toISOString(),

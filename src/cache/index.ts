@@ -6,6 +6,6 @@ export { cacheRoot, objectsDir, entryPath, encodeEntry, readEntry, writeEntry, r
 export { cacheKey, k2BuildId, sha256, stableJson, ENTRY_FORMAT } from './key.js';
 export { objectFromEntry, entryFor, parseInsn, BadEntry } from './entry.js';
 export { checkCandidate, type CheckOutcome, type Verification } from './verify.js';
-export { proveSameBehaviour, type ProofResult } from './proof.js';
+export { proveSameBehaviour, proveStepwise, type ProofResult, type SectionSteps, type StepwiseResult } from './proof.js';
 export { processObject, type ObjectResult, type PipelineOptions, type CacheOutcome } from './pipeline.js';
 export { writeReport, totals, type BuildReport, type ReportObject } from './report.js';

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import type { OptimizerSettings } from '../config/index.js';
 
 /** Version of the entry format (bump when entries change shape). */
-export const ENTRY_FORMAT = 1;
+export const ENTRY_FORMAT = 2; // 2: code sections carry the steps that lead to them
 
 export const sha256 = (data: Uint8Array | string): string => createHash('sha256').update(data).digest('hex');
 

@@ -10,6 +10,7 @@ import { cacheKey, k2BuildId, sha256 } from './key.js';
 import { cacheRoot, readEntry, recordEvent, removeEntry, writeEntry, type SectionSummary } from './store.js';
 import { BadEntry, entryFor, objectFromEntry } from './entry.js';
 import { checkCandidate, rememberProof, type Verification } from './verify.js';
+import type { Step } from '../synth/parallel-steps.js';
 import type { RepairSummary } from '../repair/stage.js';
 
 export type CacheOutcome =
@@ -78,6 +79,15 @@ export function hasDwarf(bytes: Uint8Array): boolean {
 const PROOF_TIMEOUT_MS = 2000;
 
 /**
+ * Solver timeout of the re-proof before a result is stored: none when the search itself ran
+ * without the solver (the build profile: normal forms prove, so they re-prove its results) — a
+ * cold build then never starts Z3 — else PROOF_TIMEOUT_MS. A hit is checked with
+ * PROOF_TIMEOUT_MS: whatever the re-proof proved without the solver it proves with it.
+ */
+const storeProofMs = (settings: ReturnType<typeof optimizerSettings>): number =>
+  (settings.synth.timeoutMs ?? EFFORT_PROFILES[settings.effort].synth.timeoutMs) === 0 ? 0 : PROOF_TIMEOUT_MS;
+
+/**
  * Optimizes clang's object at `input` (read before anything is written, so `write` may be the same
  * path). Throws on unreadable or malformed input and on optimizer failures; the caller decides
  * whether clang's object is kept.
@@ -121,9 +131,9 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
     if (found.kind === 'corrupt') why = found.reason;
     else if (found.kind === 'entry') {
       try {
-        const { obj: cand, entry, changed } = objectFromEntry(found.entry, obj, key, inputSha);
+        const { obj: cand, entry, changed, steps } = objectFromEntry(found.entry, obj, key, inputSha);
         opts.onProgress?.('checking the cached result');
-        const check = await checkCandidate(obj, bytes, cand, changed, { kernel: settings.kernel, timeoutMs: PROOF_TIMEOUT_MS });
+        const check = await checkCandidate(obj, bytes, cand, changed, { kernel: settings.kernel, timeoutMs: PROOF_TIMEOUT_MS, steps });
         if (check.ok) {
           const out = objectBytes(cand);
           emit(out);
@@ -158,7 +168,7 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
   }
   const { optimizeObject } = await import('../driver/optimize.js');
   const budgetMs = objectBudget(config, opts.clangMs ?? null);
-  const { obj: outObj, report } = await optimizeObject(start, {
+  const { obj: outObj, report, steps } = await optimizeObject(start, {
     effort: settings.effort,
     kernel: settings.kernel,
     ...(EFFORT_PROFILES[settings.effort].finalDifftestInputs !== null ? { difftestInputs: EFFORT_PROFILES[settings.effort].finalDifftestInputs! } : {}),
@@ -171,15 +181,37 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
   let sections: SectionSummary[] = report.sections.map((s) => ({ name: s.name, slotsBefore: s.slotsBefore, slotsAfter: s.slotsAfter, status: s.status, reason: s.reason }));
   const codeChanged = (o: BpfObject): boolean => JSON.stringify(o.code.map((s) => s.insns)) !== JSON.stringify(obj.code.map((s) => s.insns));
   let storable = false;
+  let stepsStored: ReadonlyMap<string, Step[]> | undefined;
   if (config.cache) {
     // store only what a later hit can re-prove (the same check a hit runs); a search that failed or
     // a k2 bug the gate caught is not a result to replay
     const broken = report.sections.find((s) => (s as { bugs?: string[] }).bugs?.length || /search failed|optimizer failed/.test(s.reason ?? ''));
     if (broken) cacheNote = `not cached: section ${broken.name}: ${broken.reason ?? 'k2 bug'}`;
     else if (!codeChanged(outObj)) storable = true;
-    else {
+    else if (!repair && changedSections(obj, outObj).every((n) => steps.has(n))) {
+      // the optimizer's rewrites re-proven one by one, as a hit will (every step must be, or the
+      // section keeps clang's code: a cold build writes what every later hit writes)
+      const { proveStepwise, proveSameBehaviour } = await import('./proof.js');
+      const proof = await proveStepwise(obj, steps, { timeoutMs: storeProofMs(settings) });
+      if (proof.proven) {
+        storable = true;
+        stepsStored = steps;
+      } else if ((await proveSameBehaviour(obj, outObj, { timeoutMs: storeProofMs(settings) })).proven) storable = true; // in one proof (a hit does the same)
+      else if (settings.effort !== 'build') cacheNote = `not cached: the result could not be re-proven (${proof.reason})`;
+      else {
+        const failed = new Set(proof.failed);
+        const kept = [...steps.keys()].filter((n) => !failed.has(n));
+        const check = kept.length ? await checkCandidate(obj, bytes, proof.obj, kept, { kernel: settings.kernel, timeoutMs: storeProofMs(settings), steps }) : null;
+        final = check?.ok ? proof.obj : obj;
+        const dropped = check?.ok ? failed : new Set(steps.keys());
+        storable = true;
+        stepsStored = new Map([...steps].filter(([n]) => !dropped.has(n)));
+        sections = sections.map((x) => (dropped.has(x.name) ? { ...x, slotsAfter: x.slotsBefore, status: 'unchanged', reason: `k2's result (${x.slotsBefore} → ${x.slotsAfter} slots) could not be re-proven for the build cache; clang's code kept` } : x));
+        cacheNote = `sections ${[...dropped].join(', ')}: the result could not be re-proven for the cache (${proof.reason ?? check?.reason}); clang's code kept there`;
+      }
+    } else {
       const { proveSameBehaviour } = await import('./proof.js');
-      const proof = await proveSameBehaviour(obj, outObj, { timeoutMs: PROOF_TIMEOUT_MS });
+      const proof = await proveSameBehaviour(obj, outObj, { timeoutMs: storeProofMs(settings) });
       if (proof.proven) storable = true;
       else if (settings.effort === 'build' && !repair) {
         // The build profile keeps a build reproducible from the cache: what a cold build writes is
@@ -200,11 +232,15 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
   const status = sections.some((s) => s.status === 'fallback') ? 'fallback' : changed ? 'optimized' : 'unchanged';
   if (storable) {
     if (changed) rememberProof(inputSha, out); // a hit on it in this process (the compile server) need not prove it again
-    const entry = entryFor(obj, final, { ...report, sections: sections.map((x) => ({ ...report.sections.find((r) => r.name === x.name)!, ...x })) }, key, inputSha, k2BuildId());
+    const entry = entryFor(obj, final, { ...report, sections: sections.map((x) => ({ ...report.sections.find((r) => r.name === x.name)!, ...x })) }, key, inputSha, k2BuildId(), stepsStored);
     if (writeEntry(entry, root)) recordEvent('store', root);
   }
   return result({ status, slotsAfter: slotsOf(final), cache, cacheNote, verification: changed ? (report.kernelChecked ? 'kernel' : 'model') : 'none', sections, searchMs: report.ms, budgetMs, ...(repair ? { repair } : {}) }, out);
 }
+
+/** Names of the sections whose code differs between `a` and `b`. */
+const changedSections = (a: BpfObject, b: BpfObject): string[] =>
+  b.code.filter((s) => JSON.stringify(s.insns) !== JSON.stringify(a.code.find((x) => x.name === s.name)?.insns)).map((s) => s.name);
 
 /**
  * The optimized object restricted to the sections whose new code the cache's re-proof can follow,

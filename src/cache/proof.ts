@@ -18,8 +18,9 @@
 import { CLASS, JMP, LD_IMM64, invertedJump, jmpOp, opClass } from '../isa/index.js';
 import type { BpfObject, CodeSection, IrInsn, Label } from '../ir/index.js';
 import { END_LABEL, programCode } from '../ir/index.js';
-import { constantsIn, labelIndex, liveRanges, nonzeroBitsIn, objectLiveness, regList, stackLiveness, type ConstRegs, type NonzeroBits, type StackLiveness } from '../analysis/index.js';
+import { constantsIn, labelIndex, liveRanges, nonzeroBitsIn, objectLiveness, objectMapSizes, preciseStackLiveness, regList, type CalleeReads, type ConstRegs, type NonzeroBits, type StackLiveness } from '../analysis/index.js';
 import type { EquivResult, RegFact, WindowPre } from '../smt/index.js';
+import { applyStep, type Step } from '../synth/parallel-steps.js';
 
 const strip = (x: IrInsn): IrInsn => ({ code: x.code, dst: x.dst, src: x.src, off: x.off, imm: x.imm, ...(x.imm2 !== undefined ? { imm2: x.imm2 } : {}) });
 
@@ -57,8 +58,12 @@ export interface ProofOptions {
 }
 
 const ALL_BITS = (1n << 64n) - 1n;
-/** Solver timeout of a window's first try (without the safety model's facts) when a wider one can be tried next (see proveSameBehaviour). */
-const QUICK_WINDOW_MS = 100;
+/**
+ * Solver timeout of a window's first try (without the safety model's facts) when a wider one can be
+ * tried next (see proveSameBehaviour): 0, no solver — the normal form decides or the wider window
+ * is tried (a solver query there cost 100-160 ms to time out, the wider window a few ms).
+ */
+const QUICK_WINDOW_MS = 0;
 const R1_R5 = 0b111110;
 
 const isJmp = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP || opClass(i.code) === CLASS.JMP32;
@@ -99,6 +104,7 @@ class Side {
     this.sections = new Map(obj.code.map((s) => [s.name, s]));
     for (const s of obj.code) this.labels.set(s.name, labelIndex(s));
     this.live = objectLiveness(obj.code);
+    this.mapOf = objectMapSizes(obj);
   }
   at(sec: string, label: Label): number | undefined {
     return this.labels.get(sec)?.get(label);
@@ -109,10 +115,20 @@ class Side {
   liveAt(sec: string, k: number): number {
     return this.live.get(sec)?.[k] ?? 0;
   }
-  constsAt(sec: string, k: number): ConstRegs {
+  private constsOf(sec: string): ConstRegs[] {
     if (!this.consts.has(sec)) this.consts.set(sec, constantsIn(this.sections.get(sec)!));
-    return this.consts.get(sec)![k] ?? [];
+    return this.consts.get(sec)!;
   }
+  constsAt(sec: string, k: number): ConstRegs {
+    return this.constsOf(sec)[k] ?? [];
+  }
+  /** What a bpf-to-bpf call reads: its callee's live-in registers. */
+  private readonly callee: CalleeReads = (insn) => {
+    const c = (insn as IrInsn).callee;
+    const at = c ? this.labels.get(c.section)?.get(c.label) : undefined;
+    return c && at !== undefined ? this.live.get(c.section)?.[at] : undefined;
+  };
+  private readonly mapOf: ReturnType<typeof objectMapSizes>;
   /**
    * What k2's safety model knows at instruction k (pointer kinds, packet range, bounds), joined
    * over every state of every program that runs the section; null when it knows nothing there.
@@ -132,7 +148,8 @@ class Side {
   }
   /** Stack bytes of the frame that may be read from k on before being written (r10-relative runs). */
   stackLiveAt(sec: string, k: number): { off: number; size: number }[] {
-    if (!this.stack.has(sec)) this.stack.set(sec, stackLiveness(this.sections.get(sec)!, this.live.get(sec)!));
+    // with helpers' memory effects and callees' reads, as the optimizer's own analysis
+    if (!this.stack.has(sec)) this.stack.set(sec, preciseStackLiveness(this.sections.get(sec)!, this.live.get(sec)!, this.callee, this.mapOf, this.constsOf(sec)));
     const l = this.stack.get(sec)!.liveIn[k];
     return l ? liveRanges(l) : []; // past the end: nothing is read
   }
@@ -236,8 +253,13 @@ export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: Proof
   };
   try {
     if ([...A.sections.keys()].sort().join('\0') !== [...B.sections.keys()].sort().join('\0')) throw new ProofFailed('the code sections differ');
-    for (const p of a.programs) pair(p.section, A.at(p.section, p.entry), B.at(p.section, p.entry));
-    for (const sec of a.code) for (const s of sec.symbols) pair(sec.name, A.at(sec.name, s.start), B.at(sec.name, s.start));
+    // Only code that differs needs walking: an entry into a section both versions have alike runs
+    // the same instructions until it calls a function, whose own entry (a symbol of its section)
+    // is walked if its section differs — the pairing is per function (a callee's equivalence is
+    // proven from its entry, the caller relies on it after the call).
+    const differs = new Set(a.code.filter((s) => JSON.stringify(s.insns) !== JSON.stringify(b.code.find((x) => x.name === s.name)?.insns)).map((s) => s.name));
+    for (const p of a.programs) if (differs.has(p.section)) pair(p.section, A.at(p.section, p.entry), B.at(p.section, p.entry));
+    for (const sec of a.code) if (differs.has(sec.name)) for (const s of sec.symbols) pair(sec.name, A.at(sec.name, s.start), B.at(sec.name, s.start));
     /**
      * The windows that start at the pair (i, j): the straight-line paths from i and j (gotos
      * followed) up to the next sync point, and, where they end in conditional jumps, with the
@@ -420,7 +442,7 @@ export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: Proof
       // safety model's facts: one that lacks a fact from earlier in the run often takes the solver
       // seconds to refute, and the wider window then decides in milliseconds. Only if that fails
       // too, the window gets its full tries.
-      const quick = widenable(origin) && opts.timeoutMs > QUICK_WINDOW_MS;
+      const quick = widenable(origin) && opts.timeoutMs > 0;
       const why = await attempt(sec, i, j, origin, null, quick);
       if (why === null || (await widen(sec, origin))) continue;
       if (!quick) throw new ProofFailed(why);
@@ -458,4 +480,65 @@ async function wholeProgramFallback(a: BpfObject, b: BpfObject, opts: ProofOptio
   }
   result.proven = true;
   result.reason = null;
+}
+
+/** A section's rewrites as steps from clang's code (the optimizer's proof order), for proveStepwise. */
+export type SectionSteps = ReadonlyMap<string, readonly Step[]>;
+
+export interface StepwiseResult extends ProofResult {
+  /** Sections whose chain of steps could not be followed (the result holds clang's code there). */
+  failed: string[];
+  /** `a` with the sections whose every step was proven (the object the proof is about). */
+  obj: BpfObject;
+}
+
+/**
+ * Re-proof of an optimized object one rewrite at a time: each section's steps are applied in the
+ * order the optimizer proved them, and every step is proven (proveSameBehaviour) between the code
+ * before it and after it — so each window is checked with the facts of the code it was found in
+ * (a rewrite that relies on an earlier one, or on a fact the earlier one created, is followed),
+ * where one proof of clang's code against the final code has only clang's facts. Equivalence
+ * composes: a proven chain from clang's code to the final code proves them equivalent. A section
+ * with a step that is not proven keeps clang's code (listed in `failed`); `proven` is true when
+ * no section failed.
+ */
+export async function proveStepwise(a: BpfObject, steps: SectionSteps, opts: ProofOptions): Promise<StepwiseResult> {
+  let cur = a;
+  const out: StepwiseResult = { proven: true, reason: null, windows: 0, smtMs: 0, wholeProgram: false, failed: [], obj: a };
+  for (const [name, list] of steps) {
+    const at = cur.code.findIndex((s) => s.name === name);
+    if (at < 0) {
+      out.failed.push(name);
+      out.reason ??= `section ${name} is not in the object`;
+      continue;
+    }
+    let sec: CodeSection = cur.code[at]!;
+    let obj = cur;
+    let ok = true;
+    for (const [k, step] of list.entries()) {
+      if (step.start < 0 || step.remove < 0 || step.start + step.remove > sec.insns.length) {
+        ok = false;
+        out.reason ??= `section ${name}: step ${k + 1} does not fit the code`;
+        break;
+      }
+      const nextSec: CodeSection = { ...sec, insns: applyStep(sec.insns, step) };
+      const next: BpfObject = { ...obj, code: obj.code.map((s, i) => (i === at ? nextSec : s)) };
+      const r = await proveSameBehaviour(obj, next, opts);
+      out.windows += r.windows;
+      out.smtMs += r.smtMs;
+      out.wholeProgram ||= r.wholeProgram;
+      if (!r.proven) {
+        ok = false;
+        out.reason ??= `section ${name}, step ${k + 1} of ${list.length}: ${r.reason}`;
+        break;
+      }
+      sec = nextSec;
+      obj = next;
+    }
+    if (ok) cur = obj;
+    else out.failed.push(name);
+  }
+  out.proven = out.failed.length === 0;
+  out.obj = cur;
+  return out;
 }

@@ -42,7 +42,11 @@ export interface CacheEntry {
     kernelChecked: boolean;
     sections: SectionSummary[];
   };
-  code: { name: string; insns: IrInsn[] }[]; // sections whose code k2 changed
+  /**
+   * Sections whose code k2 changed; `steps`: the rewrites from clang's code to `insns` in the order
+   * they were proven (a hit re-proves them one by one; replaying them must give `insns`).
+   */
+  code: { name: string; insns: IrInsn[]; steps?: { start: number; remove: number; insert: IrInsn[] }[] }[];
 }
 
 const HEADER = 'k2-cache';

@@ -3,9 +3,10 @@
 // configuration allows it (a program clang's object loaded must still load), k2's model of the
 // verifier otherwise. Only the programs that run changed code are checked. Heavy modules (solver,
 // kernel loader, safety model) are imported on demand: an unchanged object needs none of them.
-import { objectBytes, programCode, type BpfObject, type ProgramRef } from '../ir/index.js';
+import { objectBytes, programCode, type BpfObject, type IrInsn, type ProgramRef } from '../ir/index.js';
+import { plainInsn } from './entry.js';
 import { sha256 } from './key.js';
-import { proveSameBehaviour } from './proof.js';
+import { proveSameBehaviour, proveStepwise, type ProofResult, type SectionSteps } from './proof.js';
 
 export type Verification = 'kernel' | 'model' | 'none';
 
@@ -62,9 +63,11 @@ async function modelSafe(obj: BpfObject, p: ProgramRef): Promise<boolean> {
 /**
  * Checks `cand` (clang's object `input` with cached code in the `changed` sections) before use.
  * `inputBytes` is clang's object as written (loaded into the kernel only if some program of the
- * candidate is not accepted, to tell "k2 broke it" from "it never loaded here").
+ * candidate is not accepted, to tell "k2 broke it" from "it never loaded here"). With `steps` (the
+ * rewrites of every changed section, from clang's code to the candidate's) the proof follows them
+ * one by one (proveStepwise); else, or if that fails, it compares clang's code with the candidate's.
  */
-export async function checkCandidate(input: BpfObject, inputBytes: Uint8Array, cand: BpfObject, changed: readonly string[], opts: { kernel: boolean; timeoutMs: number }): Promise<CheckOutcome> {
+export async function checkCandidate(input: BpfObject, inputBytes: Uint8Array, cand: BpfObject, changed: readonly string[], opts: { kernel: boolean; timeoutMs: number; steps?: SectionSteps }): Promise<CheckOutcome> {
   const out: CheckOutcome = { ok: false, reason: null, verification: 'none', windows: 0, proofMs: 0, proofReused: false, safetyReused: false };
   if (changed.length === 0) return { ...out, ok: true };
   let candBytes: Uint8Array;
@@ -77,7 +80,7 @@ export async function checkCandidate(input: BpfObject, inputBytes: Uint8Array, c
   out.proofReused = proven.has(pair);
   if (!out.proofReused) {
     const t0 = performance.now();
-    const proof = await proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+    const proof = await proveCandidate(input, cand, changed, opts);
     out.windows = proof.windows;
     out.proofMs = Math.round(performance.now() - t0);
     if (!proof.proven) return { ...out, reason: `not proven equivalent to clang's object: ${proof.reason}` };
@@ -91,6 +94,18 @@ export async function checkCandidate(input: BpfObject, inputBytes: Uint8Array, c
   return { ...out, ...safety };
 }
 
+/** Is `cand` proven equivalent to `input`: step by step (when every changed section has steps), else as a whole? */
+async function proveCandidate(input: BpfObject, cand: BpfObject, changed: readonly string[], opts: { timeoutMs: number; steps?: SectionSteps }): Promise<ProofResult> {
+  const steps = opts.steps;
+  if (steps && changed.every((n) => steps.get(n)?.length)) {
+    const r = await proveStepwise(input, new Map(changed.map((n) => [n, steps.get(n)!])), { timeoutMs: opts.timeoutMs });
+    const plain = (xs: readonly IrInsn[] | undefined): string => JSON.stringify(xs?.map(plainInsn));
+    const same = r.obj.code.every((s) => plain(s.insns) === plain(cand.code.find((x) => x.name === s.name)?.insns));
+    if (r.proven && same) return r;
+  }
+  return proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+}
+
 /** The safety half of checkCandidate: the kernel verifier where it can, k2's safety model otherwise. */
 async function checkSafety(input: BpfObject, inputBytes: Uint8Array, cand: BpfObject, candBytes: Uint8Array, changed: readonly string[], opts: { kernel: boolean }): Promise<Pick<CheckOutcome, 'ok' | 'reason' | 'verification'>> {
   const out = { ok: false, reason: null as string | null, verification: 'none' as Verification };
@@ -99,7 +114,7 @@ async function checkSafety(input: BpfObject, inputBytes: Uint8Array, cand: BpfOb
   if (opts.kernel) {
     const kernel = await import('../kernel/index.js');
     if ((await kernel.bpfAvailable()).ok) {
-      const after = new Map((await kernel.verifyObject(candBytes, { name: cand.file })).programs.map((p) => [key(p), p.verdict]));
+      const after = new Map((await kernel.verifyObject(candBytes, { name: cand.file, only: users })).programs.map((p) => [key(p), p.verdict]));
       const notAccepted = users.filter((p) => after.get(key(p)) !== 'accepted');
       if (notAccepted.length === 0) return { ...out, ok: true, verification: 'kernel' };
       const before = new Map((await kernel.verifyObject(inputBytes, { name: input.file })).programs.map((p) => [key(p), p.verdict]));

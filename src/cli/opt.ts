@@ -57,7 +57,7 @@ export function register(program: Command): void {
     .option('--report <file>', 'write the JSON report to FILE')
     .option('--json', 'print the JSON report')
     .option('--iterations <n>', 'MCMC iterations per window and round')
-    .option('--timeout-ms <ms>', 'SMT timeout per equivalence query')
+    .option('--timeout-ms <ms>', 'SMT timeout per equivalence query (0: no solver, only identical normal forms prove)')
     .option('--no-tail-merge', 'keep duplicated block tails (tail merging saves slots; a merged path runs one more goto)')
     .option('--repair', 'first repair programs the kernel verifier rejects (as k2 repair; needs bpf()), then optimize')
     .addHelpText('after', `
@@ -96,7 +96,7 @@ ${EXIT_CODES_HELP}`)
       const time = num(o.time, '--time', 0);
       const budgetMs = num(o.budgetMs, '--budget-ms', 0);
       const iterations = num(o.iterations, '--iterations', 0, true);
-      const timeoutMs = num(o.timeoutMs, '--timeout-ms', 1);
+      const timeoutMs = num(o.timeoutMs, '--timeout-ms', 0);
       const seed = num(o.seed, '--seed', 0, true)!;
       const tty = process.stderr.isTTY && !o.json && !process.env.K2_PROGRESS;
       const t0 = Date.now();

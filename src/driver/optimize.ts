@@ -21,6 +21,7 @@ import { longestAcceptedPrefix, replaySteps, stepKey, type Step } from '../synth
 import { latencyCost } from '../synth/latency.js';
 import { rewriteCacheDir, defaultCacheRoot } from '../synth/cache.js';
 import { bpfAvailable, verifyObject, type ProgramVerdict } from '../kernel/index.js';
+import { warmUpSolver } from '../smt/index.js';
 import { EFFORT_PROFILES } from '../config/effort.js';
 import type { Effort } from '../config/schema.js';
 import { finalGate, modelVerdict, progKey, Scratch, PROGRAM_PROOF_MAX_INSNS, type GateContext, type GateResult, type ModelVerdict } from './gate.js';
@@ -163,7 +164,15 @@ const windowMode = (sec: CodeSection): SectionJob['windows'] => (sec.insns.lengt
 /** Programs the model takes this many processed instructions or more to check get the model in the final gate only. */
 const EAGER_GATE_MAX_STEPS = 50000;
 
-export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {}): Promise<{ obj: BpfObject; report: OptimizeReport }> {
+/**
+ * The optimized object, its report, and for each section whose code changed the rewrites kept, as
+ * steps from the input's code (each proven on the code the previous ones left): the build cache
+ * stores them so that a hit can be re-proven step by step, with the facts each step was proven with.
+ */
+export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {}): Promise<{ obj: BpfObject; report: OptimizeReport; steps: Map<string, Step[]> }> {
+  // Z3 starts (once per process) before the object's clock does: no search budget pays for it —
+  // unless the search runs without the solver (timeout 0: the build profile), then never
+  if ((opts.synth?.timeoutMs ?? EFFORT_PROFILES[opts.effort ?? 'thorough'].synth.timeoutMs ?? DEFAULT_SYNTH.timeoutMs) > 0) await warmUpSolver();
   const t0 = Date.now();
   const effort: Effort = opts.effort ?? 'thorough';
   const profile = { ...DRIVER_EFFORT[effort], synth: EFFORT_PROFILES[effort].synth };
@@ -270,6 +279,7 @@ export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {})
 
   // 2. final gate, in object order
   let cur = obj;
+  const keptSteps = new Map<string, Step[]>();
   const reports: SectionReport[] = [];
   const scratch = new Scratch();
   try {
@@ -280,6 +290,7 @@ export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {})
       progress(`checking ${orig.name} (${i + 1}/${obj.code.length})`);
       const g = await gateSection(cur, i, users[i]!, r, ctx, opts, jobFor, search, scratch);
       cur = withSection(cur, i, g.section);
+      if (g.kept > 0) keptSteps.set(orig.name, g.steps);
       const before = figures(orig, users[i]!, kernelCounts, modelBefore);
       const modelAfter = g.gate ? new Map(users[i]!.map((p) => [progKey(p), modelVerdict(cur, p)])) : modelBefore;
       const after = g.kept > 0 ? figures(g.section, users[i]!, g.gate?.verified ?? null, modelAfter) : before;
@@ -311,11 +322,12 @@ export async function optimizeObject(obj: BpfObject, opts: OptimizeOptions = {})
     sections: reports, before: total((s) => s.before), after: total((s) => s.after),
     slotsBefore: reports.reduce((n, s) => n + s.before.slots, 0), slotsAfter: reports.reduce((n, s) => n + s.after.slots, 0),
   };
-  return { obj: cur, report };
+  return { obj: cur, report, steps: keptSteps };
 }
 
 interface Gated {
   section: CodeSection;
+  steps: Step[]; // the kept ones: section = replaySteps(base, steps, kept)
   kept: number;
   found: number;
   reason: string | null;
@@ -352,7 +364,7 @@ async function gateSection(
 ): Promise<Gated> {
   const base = cur.code[i]!;
   const stats = emptyStats();
-  const out: Gated = { section: base, kept: 0, found: 0, reason: null, gate: null, stats, searchMs: 0, converged: true, note: null, rounds: 0, bugs: [], files: [] };
+  const out: Gated = { section: base, steps: [], kept: 0, found: 0, reason: null, gate: null, stats, searchMs: 0, converged: true, note: null, rounds: 0, bugs: [], files: [] };
   if (!first) return out;
   if (first.error) return { ...out, reason: `search failed: ${first.error}` };
   addStats(stats, first.stats);
@@ -421,6 +433,7 @@ async function gateSection(
     out.gate = (await check(accepted));
   }
   out.kept = accepted;
+  out.steps = steps.slice(0, accepted);
   return out;
 }
 

@@ -228,10 +228,20 @@ export function libbpfVerify(input: Uint8Array, file: string, opts: VerifyOption
     whole.close();
     throw e;
   }
+  if (opts.only) {
+    // the programs asked for, only: the others are neither loaded nor reported
+    const wanted = new Set(opts.only.map(progKey));
+    for (const [p, plan] of [...plans]) {
+      if (wanted.has(progKey(plan))) continue;
+      api.progSetAutoload(p, false);
+      plans.delete(p);
+    }
+  }
   const order = [...plans.values()];
   const loadable = order.filter((p) => p.loadable);
   if (order.length === 0) {
     whole.close();
+    if (opts.only) return { report: { ...report, programs: [] }, kept: null }; // none of those asked for is in the object
     report.objectError = 'cannot load here: the object has no programs (no executable section with a function symbol)';
     return { report, kept: null };
   }

@@ -95,6 +95,11 @@ export interface VerifyOptions {
   name?: string;
   /** Load every program on its own and report its load time (`loadMs`): slower, for `k2 check`. */
   timing?: boolean;
+  /**
+   * Load only these programs (ELF section and function name); the report lists only them. The
+   * libbpf loader honours it (the others are not loaded); the other loaders load everything.
+   */
+  only?: readonly { section: string; name: string }[];
 }
 
 export interface BpfAvailability {

@@ -201,6 +201,8 @@ export async function decide(q: Query, o: DecideOptions): Promise<Verdict> {
   const havoc = q.havoc ?? T.F;
   const formula = T.band(...q.assume, T.bor(q.diff, havoc));
   if (formula === T.F) return { equivalent: true, via: 'syntactic' };
+  // timeout 0: the normal form and random inputs only (no solver, not even started)
+  if (o.timeoutMs <= 0) return { equivalent: null, reason: 'solver: not asked (timeout 0)' };
   const t0 = performance.now();
   const left = (): number => Math.max(1, o.timeoutMs - (performance.now() - t0));
   const r = await solve(formula, o.timeoutMs, o.rlimit);

@@ -257,7 +257,7 @@ export async function checkPrograms(a: BpfObject, pa: ProgramRef, b: BpfObject, 
       if (ws) {
         let all = true;
         for (const w of ws) {
-          const r = await checkWindow(w.a, w.b, {}, {}, { ...opts, object: a, progType: pa.progType, randomTests: 0 });
+          const r = await checkWindow(w.a, w.b, {}, {}, { ...opts, object: a, progType: pa.progType });
           if (r.equivalent !== true) {
             all = false;
             break;

@@ -54,7 +54,10 @@ export interface Speedups {
 }
 
 export interface CheckOptions extends Speedups {
-  /** Solver timeout per query in ms (default 5000; windows 2000). */
+  /**
+   * Solver timeout per query in ms (default 5000; windows 2000). 0: Z3 is not asked — only the
+   * normal form proves (sides whose terms are identical), random inputs refute, the rest is unknown.
+   */
   timeoutMs?: number;
   /** Z3 resource limit per query (deterministic: same answer under any load); default none. */
   rlimit?: number;

@@ -88,8 +88,8 @@ function mapNamed(M: Machine, name: string): MapInfo {
   return m;
 }
 
-/** Symbolic execution may take up to 4× the solver timeout (default 2 s → 8 s) before the answer is null. */
-export const encodeDeadline = (o: CheckOptions): number => performance.now() + 4 * (o.timeoutMs ?? 2000);
+/** Symbolic execution may take up to 4× the solver timeout (default 2 s → 8 s; 1 s with no solver) before the answer is null. */
+export const encodeDeadline = (o: CheckOptions): number => performance.now() + (o.timeoutMs === 0 ? 1000 : 4 * (o.timeoutMs ?? 2000));
 
 export function machineOptions(o: CheckOptions, memTypes: boolean): MachineOptions {
   return {

@@ -3,7 +3,7 @@
 // outlives it: the WASM heap is capped at 2 GB), a deadline per query, and queries serialised (one
 // check at a time). `toSmtLib` prints a query for debugging (K2_SMT_DUMP=file).
 import { init } from 'z3-solver';
-import { mask, type Term } from './term.js';
+import { Terms, mask, type Term } from './term.js';
 
 interface Z3Handle {
   api: Awaited<ReturnType<typeof init>>;
@@ -35,9 +35,23 @@ export function z3(): Promise<Z3Handle> {
   return handle;
 }
 
-/** Starts Z3 (and its worker thread) now, so no time budget pays for it later. */
-export async function warmUpSolver(): Promise<void> {
-  await z3();
+let warmed: Promise<void> | null = null;
+
+/**
+ * Starts Z3 (and its worker thread) now, so no time budget pays for it later — and answers one
+ * small bit-vector and array query: Z3 sets up its bit-vector and array solvers on the first such
+ * check (~0.1–0.2 s), and a check interrupted before that has finished pays it again, so without
+ * this the first queries of a short budget all ran out their time.
+ */
+export function warmUpSolver(): Promise<void> {
+  warmed ??= (async () => {
+    await z3();
+    const T = new Terms();
+    const x = T.var('x', 64), y = T.var('y', 64), m = T.avar('m', 64, 8);
+    const f = T.band(T.ule(x, T.bv(100n, 64)), T.bnot(T.eq(T.add(T.mul(y, x), T.zext(T.select(m, x), 56)), T.bv(7n, 64))));
+    await solve(f, 10_000);
+  })();
+  return warmed;
 }
 
 /** Stops Z3's worker threads so the process can exit (call once, at the very end). */
@@ -45,6 +59,7 @@ export async function shutdownZ3(): Promise<void> {
   if (!handle) return;
   const h = await handle;
   handle = null;
+  warmed = null;
   await queue.catch(() => undefined); // let an interrupted query unwind before its thread is killed
   try {
     await (await import('z3-solver')).killThreads(h.api.em);
@@ -231,7 +246,7 @@ export async function solve(formula: Term, timeoutMs: number, rlimit?: number): 
       timer = setTimeout(() => {
         interrupted = true;
         Z.interrupt(c);
-      }, Math.max(1, Math.round(timeoutMs)) + 100);
+      }, Math.max(1, Math.round(timeoutMs)) + Math.min(100, Math.max(10, Math.round(timeoutMs / 4))));
       const tb = performance.now();
       const r = await Z.solver_check(c, solver);
       clearTimeout(timer);

@@ -14,7 +14,7 @@
 import { ALU, CLASS, JMP, LD_IMM64, MODE, SIZE, SRC_X, jmpOp, opClass, slotsOf, type Insn } from '../isa/index.js';
 import {
   liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
-  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, heldImm64Loads, copyProps, ldImm64Sources, helperMemory, type CalleeReads, type MapSizes,
+  liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, heldImm64Loads, copyProps, preciseStackLiveness, objectMapSizes, type CalleeReads, type MapSizes,
 } from '../analysis/index.js';
 import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
@@ -31,7 +31,7 @@ export interface SynthOptions {
   windowSizes: number[]; // tried largest first
   tests: number; // random test cases per window
   search: SearchOptions;
-  timeoutMs: number; // per SMT query
+  timeoutMs: number; // per SMT query (0: no solver — normal forms prove, random inputs refute)
   budgetMs: number; // per section; windows after the budget are left alone
   cegisRounds: number;
   memoryWindowSizes?: number[]; // larger windows, searched only for memory rewrites (default [8, 7, 6, 5])
@@ -49,9 +49,15 @@ export interface SynthOptions {
   onStep?: (step: RewriteStep) => void; // each accepted rewrite as it happens (then `steps` stays empty)
   budgetClock?: 'wall' | 'cpu'; // what budgetMs measures: elapsed time (default) or this process's CPU time (reproducible on a shared machine)
   rlimit?: number; // Z3 resource limit per query next to timeoutMs (deterministic under load; default none)
+  /** Wall-clock time (Date.now()) after which window searches stop and queries are cut short (no rlimit only; set by optimizeSection). */
+  deadline?: number;
   batch?: number; // windows solved together (default 1: one at a time); fixed, so results do not depend on who solves them
-  /** Solves a batch of window jobs (e.g. over worker threads); default: solveWindow here, in order. */
-  solveBatch?: (jobs: WindowJob[], seeds: number[]) => Promise<WindowOutcome[]>;
+  /**
+   * Solves a batch of window jobs (e.g. over worker threads) with the solve options `optsFor`
+   * gives for a chain length (the section's: its query timeouts and deadline); default:
+   * solveWindow here, in order.
+   */
+  solveBatch?: (jobs: WindowJob[], seeds: number[], optsFor: (iterations: number) => SolveOptions) => Promise<WindowOutcome[]>;
   /** Region rewrites with control flow inside (regions.ts; default on). */
   regions?: boolean;
   /** Windows may leave in the middle through conditional jumps (superblocks; default on). */
@@ -188,12 +194,7 @@ export class SectionState {
     this.consts = constantsIn(sec);
     this.nonzero = nonzeroBitsIn(sec);
     // helpers' memory arguments: map key/value sizes (the map r1 holds), constant sizes
-    const sources = ldImm64Sources(sec);
-    const consts = this.consts;
-    this.stack = stackLiveness(sec, this.live, this.callee, (i) => {
-      const k = sources[i]![1];
-      return helperMemory(sec.insns[i]!.imm, consts[i]!, k === undefined ? undefined : this.mapOf(sec.insns[k]!));
-    });
+    this.stack = preciseStackLiveness(sec, this.live, this.callee, this.mapOf, this.consts);
     if (window && this.pres) {
       const moved = new Map<number, WindowPre>();
       const delta = window.newLen - (window.end - window.start);
@@ -267,19 +268,6 @@ export class SectionState {
  * The map an `ld_imm64` loads (its relocation's symbol: the map's own, or the legacy `maps`
  * section's plus the map's offset), as key and value sizes.
  */
-function mapSizesOf(obj: BpfObject): (insn: IrInsn) => MapSizes | undefined {
-  return (insn) => {
-    if (insn.code !== LD_IMM64 || !insn.reloc) return undefined;
-    const sym = obj.elf.symbols[insn.reloc.sym];
-    let m = obj.maps.find((d) => d.sym === insn.reloc!.sym);
-    if (!m && sym && (sym.info & 0xf) === 3 /* STT_SECTION */) {
-      const sec = obj.elf.sections[sym.shndx]?.name;
-      m = obj.maps.find((d) => d.section === sec && Number(obj.elf.symbols[d.sym]?.value ?? -1n) === insn.imm);
-    }
-    return m ? { keySize: m.keySize, valueSize: m.valueSize } : undefined;
-  };
-}
-
 /** Windows searched without finding anything (by content, facts and search effort), across sections. */
 const fruitless = new Set<string>();
 function remember(key: string): void {
@@ -328,11 +316,17 @@ export class SectionSession {
       return c && at !== undefined ? objLive.get(c.section)?.[at] : undefined;
     };
     this.useSafety = opts.safetyFacts !== false;
-    this.S = new SectionState(obj.code[secIndex]!, callee, (sec) => sectionPres(this.withSection(sec), this.secName, this.users), mapSizesOf(obj));
+    this.S = new SectionState(obj.code[secIndex]!, callee, (sec) => sectionPres(this.withSection(sec), this.secName, this.users), objectMapSizes(obj));
   }
 
   get section(): CodeSection {
     return this.S.sec;
+  }
+  private core: boolean | undefined;
+  /** Does a program running this section have CO-RE relocations (which the program checker does not model)? */
+  get coreInPrograms(): boolean {
+    this.core ??= this.users.some((p) => programCode(this.obj, p).some((sec) => sec.insns.some((i) => i.core?.length)));
+    return this.core;
   }
   get state(): SectionState {
     return this.S;
@@ -421,7 +415,7 @@ export class SectionSession {
 
   solveOptions(iterations: number): SolveOptions {
     const o = this.opts;
-    return { tests: o.tests, search: { ...o.search, iterations }, timeoutMs: o.timeoutMs, cegisRounds: o.cegisRounds, ...(o.cache ? { cache: o.cache } : {}), ...(o.rlimit !== undefined ? { rlimit: o.rlimit } : {}) };
+    return { tests: o.tests, search: { ...o.search, iterations }, timeoutMs: o.timeoutMs, cegisRounds: o.cegisRounds, ...(o.cache ? { cache: o.cache } : {}), ...(o.rlimit !== undefined ? { rlimit: o.rlimit } : {}), ...(o.deadline !== undefined ? { deadline: o.deadline } : {}) };
   }
 
   /**
@@ -477,9 +471,12 @@ export class SectionSession {
    * not find a difference, and where it cannot decide the window proofs stand; 'strict': it must
    * prove it; 'window': not asked.
    */
-  private async regionProven(next: CodeSection, windowProven: boolean, prev?: CodeSection): Promise<boolean> {
+  async regionProven(next: CodeSection, windowProven: boolean, prev?: CodeSection): Promise<boolean> {
     const mode = this.opts.regionProof ?? 'program';
     if (mode === 'window') return windowProven;
+    // with CO-RE relocations in a program the program checker can prove only code equal without
+    // any facts (or re-laid out), and never refute: its word cannot overturn the window proofs
+    if (mode === 'program' && windowProven && this.coreInPrograms) return true;
     const r = await this.programProof(next, prev);
     if (r === false && windowProven) this.stats.disagreements = (this.stats.disagreements ?? 0) + 1;
     return r === true || (r === null && windowProven && mode === 'program');
@@ -554,7 +551,7 @@ export class SectionSession {
     if (!jobs.length) return false;
     const seeds = jobs.map((j) => jobSeed(j, this.opts.search.seed));
     const outs = this.opts.solveBatch
-      ? await this.opts.solveBatch(jobs, seeds)
+      ? await this.opts.solveBatch(jobs, seeds, (iters) => this.solveOptions(iters))
       : await (async () => {
         const r: WindowOutcome[] = [];
         for (let k = 0; k < jobs.length; k++) r.push(await solveWindow(jobs[k]!, { object: this.obj, maps: this.maps }, this.solveOptions(jobs[k]!.iterations ?? 0), seeds[k]));
@@ -569,7 +566,7 @@ export class SectionSession {
       stats.smtMs.push(...out.smtMs);
       stats.searchProposals = (stats.searchProposals ?? 0) + out.proposals;
       if (out.rewrite) stats.proven++;
-      else if (out.unknown === 0) remember(memos[k]!);
+      else if (out.unknown === 0 && !out.cut) remember(memos[k]!);
     });
     return (await applyOutcomes(this, jobs, outs)) > 0;
   }
@@ -591,7 +588,7 @@ export class SectionSession {
       stats.smtMs.push(...out.smtMs);
       stats.searchProposals = (stats.searchProposals ?? 0) + out.proposals;
       if (!out.rewrite) {
-        if (attempt === 0 && out.unknown === 0) remember(memo);
+        if (attempt === 0 && out.unknown === 0 && !out.cut) remember(memo);
         return false;
       }
       stats.proven++;
@@ -649,7 +646,7 @@ export async function optimizeSection(
   opts: SynthOptions = DEFAULT_SYNTH,
   stats: SectionStats = emptyStats(),
 ): Promise<{ obj: BpfObject; stats: SectionStats; steps: RewriteStep[] }> {
-  await warmUpSolver(); // once per process: not part of any section's budget
+  if (opts.timeoutMs > 0) await warmUpSolver(); // once per process: not part of any section's budget
   const clock = opts.budgetClock === 'cpu' ? cpuMs : Date.now;
   const t0 = clock();
   const over = (share = 1): boolean => clock() - t0 > opts.budgetMs * share;
@@ -657,7 +654,11 @@ export async function optimizeSection(
   // is capped by the time left (a timeout is "not proven": the rewrite is simply not made). With
   // rlimit (thorough), Z3's resource count decides, whatever the clock says.
   const budgetMs = opts.budgetMs;
-  if (opts.rlimit === undefined) opts = withDeadline(opts, () => budgetMs * 1.1 - (clock() - t0));
+  if (opts.rlimit === undefined) {
+    opts = withDeadline(opts, () => budgetMs * 1.1 - (clock() - t0));
+    // window searches (here or in worker threads) stop at the same point; only the wall clock crosses threads
+    if (clock === Date.now) opts.deadline = t0 + budgetMs * 1.1;
+  }
   const session = new SectionSession(obj, secIndex, gate, opts, stats);
   const S = session.state;
   const accept = session.accept.bind(session);
@@ -701,11 +702,11 @@ export async function optimizeSection(
   return { obj: session.withSection(S.sec), stats, steps: session.steps };
 }
 
-/** `opts` whose `timeoutMs`, read at each query, is at most the time `left()` (and at least 25 ms). */
+/** `opts` whose `timeoutMs`, read at each query, is at most the time `left()` (and at least 25 ms; 0 stays 0: no solver). */
 function withDeadline(opts: SynthOptions, left: () => number): SynthOptions {
   const cap = opts.timeoutMs;
   const timed = { ...opts };
-  Object.defineProperty(timed, 'timeoutMs', { enumerable: true, get: () => Math.max(25, Math.min(cap, Math.floor(left()))) });
+  Object.defineProperty(timed, 'timeoutMs', { enumerable: true, get: () => (cap <= 0 ? 0 : Math.max(25, Math.min(cap, Math.floor(left())))) });
   return timed;
 }
 
@@ -860,7 +861,10 @@ async function redundantLoadsPass(session: SectionSession, over: () => boolean):
       // the window checker compares every live-out register at every exit (one set for all): a
       // copy dead at a side exit but live at the end fails there; the programs may still prove it
     }
-    if (S.programsUnprovable) continue; // only the program checker could prove it, and it cannot here
+    // only the program checker could prove it, and it cannot here: it said so, or a program has
+    // CO-RE relocations (then it proves only re-laid-out code, or windows equal with no facts at
+    // all — never a load that is redundant only because of what came before)
+    if (S.programsUnprovable || session.coreInPrograms) continue;
     const next = e.make();
     const after = session.withSection(next);
     const proven = (await proveOnPrograms(session.withSection(S.sec), after, users, opts, stats, S)) === true;
@@ -985,3 +989,4 @@ async function tailMerges(
 
 export const sectionSlots = (sec: CodeSection): number => sec.insns.reduce((n, i) => n + slotsOf(i), 0);
 export { perfCost };
+

@@ -126,7 +126,7 @@ export async function searchSection(obj: BpfObject, job: SectionJob, onStep?: (s
       // windows in fixed-size batches, solved by `solver` (this thread or the pool), applied in
       // window order by the synthesizer: the same batches and results whoever solves them
       opts.batch = WINDOW_BATCH;
-      opts.solveBatch = (jobs, seeds) => solver.solve(jobs, seeds, (iters) => solveOptionsOf(opts, iters), job.cacheDir);
+      opts.solveBatch = (jobs, seeds, optsFor) => solver.solve(jobs, seeds, (iters) => { const o = optsFor(iters); delete o.cache; return o; }, job.cacheDir);
     }
     const r = await optimizeSection(startObj, i, gate, opts, stats);
     const out = r.obj.code[i]!.insns;
@@ -149,11 +149,6 @@ export async function searchSection(obj: BpfObject, job: SectionJob, onStep?: (s
 /** Solves window jobs: here, or spread over worker threads. Outcomes in job order. */
 export interface WindowSolver {
   solve(jobs: WindowJob[], seeds: number[], optsFor: (iterations: number) => SolveOptions, cacheDir: string | null): Promise<WindowOutcome[]>;
-}
-
-/** A window job's solve options (as SectionSession.solveOptions: the chain length is the job's). */
-export function solveOptionsOf(o: SynthOptions, iterations: number): SolveOptions {
-  return { tests: o.tests, search: { ...o.search, iterations }, timeoutMs: o.timeoutMs, cegisRounds: o.cegisRounds, ...(o.rlimit !== undefined ? { rlimit: o.rlimit } : {}) };
 }
 
 /** Windows per batch: fixed, whatever the number of workers, so that results do not depend on it. */

@@ -44,6 +44,8 @@ export interface WindowOutcome {
   converged: boolean;
   cacheHit: boolean;
   ms: number;
+  /** The deadline stopped it before its search was done (so it is not known to be fruitless). */
+  cut?: boolean;
 }
 
 /** A store of proven rewrites by canonical key (the driver's on-disk cache implements it). */
@@ -60,6 +62,11 @@ export interface SolveOptions {
   rlimit?: number;
   cegisRounds: number;
   cache?: RewriteCache;
+  /**
+   * Wall-clock time (Date.now()) after which the window stops: no new search or query is started,
+   * and a query's timeout is cut to the time left. Only without rlimit (a time-bound profile).
+   */
+  deadline?: number;
 }
 
 export const DEFAULT_SOLVE: SolveOptions = { tests: 16, search: DEFAULT_SEARCH, timeoutMs: 2000, cegisRounds: 3 };
@@ -131,6 +138,7 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
   const wc: WindowContext = { progType: job.progType, maps: env.maps ?? objectMaps(env.object) };
   const perf = objectiveCost(job.objective);
   const rng = new Rng(seed);
+  if (opts.deadline !== undefined && Date.now() >= opts.deadline) return { ...done(), cut: true, converged: false };
   const tests = testsFor(job, wc, rng, opts.tests);
   if (!tests) return done();
   const window = job.insns;
@@ -142,14 +150,18 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
   const observed: Observed = { liveOut: job.liveOut, stackLive: stackMask(job.stackOut) };
   const post: WindowPost = { regs: job.liveOut, stack: job.stackOut };
   const refused = new Set(job.refused ?? []);
+  // past the deadline nothing new starts; a query gets at most the time left (at least 10 ms)
+  const late = (): boolean => opts.deadline !== undefined && Date.now() >= opts.deadline;
+  const timeoutMs = (): number => (opts.deadline === undefined || opts.timeoutMs <= 0 ? opts.timeoutMs : Math.max(10, Math.min(opts.timeoutMs, opts.deadline - Date.now())));
   const check = async (cand: IrInsn[]): Promise<boolean | null> => {
+    if (late()) { out.cut = true; return null; }
     if (covered === null) {
-      covered = await coverJumps(job, tests, wc, rng, { timeoutMs: opts.timeoutMs, object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) }, out);
+      covered = await coverJumps(job, tests, wc, rng, { timeoutMs: timeoutMs(), object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) }, out);
       if (!covered) { out.unknown++; return null; }
       if (!passesAll(cand, tests, observed)) { refused.add(insnKey(cand)); return false; }
     } else if (!covered) return null;
     out.checked++;
-    const res = await checkWindowStates(window, cand, job.pres.length ? job.pres : [{}], post, { timeoutMs: opts.timeoutMs, object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
+    const res = await checkWindowStates(window, cand, job.pres.length ? job.pres : [{}], post, { timeoutMs: timeoutMs(), object: env.object, progType: job.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) });
     out.smtMs.push(res.ms);
     if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] ${job.section}@${job.start}: ${res.equivalent} ${res.via} ${res.ms}ms ${res.reason ?? ''}\n  ${window.map(show).join('; ')}\n  => ${cand.map(show).join('; ')}\n  pre=${JSON.stringify(job.pres, (_k, v) => (typeof v === 'bigint' ? v.toString() : v))} live=${job.liveOut} stack=${JSON.stringify(job.stackOut)}`);
     if (res.equivalent === true) return true;
@@ -206,8 +218,9 @@ export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps
       }
       break;
     }
-    if (r === null) break;
+    if (r === null || late()) break;
   }
+  if (late() && !out.rewrite) out.cut = true;
   out.proposals = stats.proposals;
   out.converged = stats.converged;
   return done();
