@@ -62,3 +62,24 @@ export function replaceWindow(sec: CodeSection, start: number, end: number, repl
   else insns.push(...sec.insns.slice(end));
   return { ...sec, insns };
 }
+
+/**
+ * Replaces a whole region insns[start, end) that has control flow inside (a small function): like
+ * replaceWindow, the first replacement instruction takes over the region's first labels, func_info
+ * and line_info; the labels inside the region are the replacement's own (`labels` of its
+ * instructions, which must include every label inside the region that anything outside it or a
+ * symbol names — the caller's check). Line info of the region's other instructions is dropped.
+ */
+export function replaceRegion(sec: CodeSection, start: number, end: number, replacement: IrInsn[]): CodeSection {
+  const old = sec.insns.slice(start, end);
+  old.forEach((insn, k) => {
+    if (insn.pinned) throw new K2Error('internal', `region replaces a pinned instruction (${insn.pinned})`, { section: sec.name, insn: start + k });
+    if (k > 0 && insn.funcInfo) throw new K2Error('internal', 'region spans a function start', { section: sec.name, insn: start + k });
+  });
+  if (!replacement.length) throw new K2Error('internal', 'a region is never replaced by nothing', { section: sec.name, insn: start });
+  const fresh: IrInsn[] = replacement.map(({ funcInfo: _f, lines: _n, ...rest }) => ({ ...rest, ...(rest.labels?.length ? { labels: [...rest.labels] } : {}) }));
+  if (!fresh[0]!.labels?.length) delete fresh[0]!.labels;
+  const first = { ...old[0]! };
+  movePositionMeta(first, fresh[0]!);
+  return { ...sec, insns: [...sec.insns.slice(0, start), ...fresh, ...sec.insns.slice(end)] };
+}

@@ -76,4 +76,4 @@ export function cloneInsn(i: IrInsn): IrInsn {
   if (i.funcInfo) c.funcInfo = { ...i.funcInfo };
   return c;
 }
-export { insertNops, replaceWindow, nop } from './edit.js';
+export { insertNops, replaceWindow, replaceRegion, nop } from './edit.js';

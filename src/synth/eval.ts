@@ -267,8 +267,9 @@ export function ldAbs(st: WinState, insn: Insn, srcLo32: number): bigint | null 
 
 /**
  * Runs `insns` on `st` in place. Control flow: a jump to a label inside the window continues there
- * (forward only); a jump elsewhere leaves the window (`st.left` = its label). Throws Fault for
- * anything outside the model (calls, exits, backward jumps, faulting accesses).
+ * (forward only); a jump elsewhere leaves the window (`st.left` = its label); `exit` returns
+ * (`st.left` = PROGRAM_EXIT). Throws Fault for anything outside the model (calls, backward jumps,
+ * faulting accesses).
  */
 export function evalWindow(insns: readonly LabeledInsn[], st: WinState): void {
   const r = st.regs;
@@ -328,6 +329,10 @@ export function evalWindow(insns: readonly LabeledInsn[], st: WinState): void {
       }
       if (t <= pc) throw new Fault('backward jump');
       pc = t - 1;
+    } else if (cls === CLASS.JMP && jmpOp(insn.code) === JMP.EXIT) {
+      // a whole function's window: the function returns (r0 and memory are what the caller sees)
+      st.left = PROGRAM_EXIT;
+      return;
     } else {
       throw new Fault(`instruction 0x${insn.code.toString(16)} outside the window model`);
     }

@@ -297,6 +297,9 @@ export function evalFast(insns: readonly LabeledInsn[], st: FastState): void {
       }
       if (t <= pc) throw new Fault('backward jump');
       pc = t - 1;
+    } else if (code === (CLASS.JMP | JMP.EXIT)) {
+      st.left = PROGRAM_EXIT; // a whole function's window returns (as eval.ts)
+      return;
     } else {
       throw new Fault(`instruction 0x${code.toString(16)} outside the window model`);
     }

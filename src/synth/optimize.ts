@@ -16,16 +16,20 @@ import {
   liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
   liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, heldImm64Loads, copyProps, preciseStackLiveness, objectMapSizes, type CalleeReads, type MapSizes,
 } from '../analysis/index.js';
-import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
+import { replaceRegion, replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
 import { programCode } from '../ir/index.js';
 import { applyTailMerge, dropJumpsToNext, findTailMerge, hoistConstants, invertBranchesOverGotos } from './tailmerge.js';
-import { objectiveCost, perfCost } from './cost.js';
+import { makeTest, objectiveCost, perfCost, type Observed } from './cost.js';
+import { cloneState } from './eval.js';
+import { inputFromCex } from './inputs.js';
+import { Rng } from './rng.js';
+import { searchFunction, smallFunctions } from './functions.js';
 import { DEFAULT_SEARCH, type SearchOptions } from './search.js';
 import { loadBases } from './fastpaths.js';
 import { sectionPres } from './facts.js';
 import { boundsMerges, constHoists, jumpThreads, nullChecks, withoutUnreachable, type RegionCandidate } from './regions.js';
-import { insnKey, solveWindow, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
+import { coverJumps, insnKey, solveWindow, testsFor, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
 
 export interface SynthOptions {
   windowSizes: number[]; // tried largest first
@@ -58,6 +62,8 @@ export interface SynthOptions {
    * solveWindow here, in order.
    */
   solveBatch?: (jobs: WindowJob[], seeds: number[], optsFor: (iterations: number) => SolveOptions) => Promise<WindowOutcome[]>;
+  /** Whole small loop-free functions searched as one window, jumps included (functions.ts; default on). */
+  functions?: boolean;
   /** Region rewrites with control flow inside (regions.ts; default on). */
   regions?: boolean;
   /** Windows may leave in the middle through conditional jumps (superblocks; default on). */
@@ -97,7 +103,7 @@ export interface SectionStats {
 
 /** One accepted rewrite: the section after it (each step proven against the section before it). */
 export interface RewriteStep {
-  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'copy-prop' | 'window' | 'superblock' | 'copy-run' | RegionCandidate['kind'];
+  kind: 'store-imm' | 'tail-merge' | 'dead-store' | 'redundant-load' | 'copy-prop' | 'window' | 'superblock' | 'copy-run' | 'function' | RegionCandidate['kind'];
   start: number;
   end: number;
   saved: number;
@@ -694,6 +700,8 @@ export async function optimizeSection(
       else start = s;
     }
   }
+  // whole small functions, jumps included (what the windows left)
+  if (opts.functions !== false) await functionPass(session, over);
   // copies the windows left (and loads they made redundant), then the regions again
   if (opts.redundantLoads !== false) await redundantLoadsPass(session, () => over(1.1));
   if (opts.regions !== false) await regionPass(session, () => over(1.1));
@@ -990,3 +998,70 @@ async function tailMerges(
 export const sectionSlots = (sec: CodeSection): number => sec.insns.reduce((n, i) => n + slotsOf(i), 0);
 export { perfCost };
 
+/**
+ * Whole small functions (functions.ts), each searched as one window with its jumps: tests from the
+ * precondition at its entry (every branch direction covered, as for superblocks), the search, the
+ * window checker on the whole function (what the caller sees: r0 and memory), counterexamples fed
+ * back (CEGIS), then the program checker's word where it can decide, and the gate.
+ */
+async function functionPass(session: SectionSession, over: () => boolean): Promise<void> {
+  const S = session.state, opts = session.opts, stats = session.stats;
+  const tried = new Set<string>();
+  for (;;) {
+    if (over()) return;
+    const r = smallFunctions(S.sec).find((f) => !tried.has(`${f.start}|${insnKey(S.sec.insns.slice(f.start, f.end))}`));
+    if (!r) return;
+    tried.add(`${r.start}|${insnKey(S.sec.insns.slice(r.start, r.end))}`);
+    await tryFunction(session, r.start, r.end, over);
+  }
+}
+
+async function tryFunction(session: SectionSession, start: number, end: number, over: () => boolean): Promise<boolean> {
+  const S = session.state, opts = session.opts, stats = session.stats;
+  // the body with its inner labels and jump targets (the start's own metadata stays in the section)
+  const body: IrInsn[] = S.sec.insns.slice(start, end).map(({ funcInfo: _f, lines: _n, ...rest }, k) => {
+    if (k === 0) { const { labels: _l, ...x } = rest; return x; }
+    return rest;
+  });
+  const job: WindowJob = { section: session.secName, start, end, insns: body, pres: [S.pre(start, opts.safetyFacts !== false)], liveOut: [0], stackOut: [], progType: session.progType };
+  const wc = { progType: session.progType, maps: session.maps };
+  const rng = new Rng(jobSeed(job, opts.search.seed));
+  const tests = testsFor(job, wc, rng, opts.tests);
+  if (!tests) return false;
+  const copts = { timeoutMs: opts.timeoutMs, object: session.obj, progType: session.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) };
+  const cover = { checked: 0, smtMs: [] as number[] };
+  const covered = await coverJumps(job, tests, wc, rng, copts, cover);
+  stats.proposals += cover.checked;
+  stats.smtMs.push(...cover.smtMs);
+  if (!covered) return false;
+  stats.windows++;
+  const observed: Observed = { liveOut: [0], stackLive: new Uint8Array(512) };
+  const refused = new Set<string>();
+  for (let round = 0; round < Math.max(1, opts.cegisRounds) && !over(); round++) {
+    const cand = searchFunction(body, tests, observed, { iterations: opts.search.iterations, seed: opts.search.seed * 31 + round, perf: session.perf }, (c) => refused.has(insnKey(c)));
+    if (!cand) return false;
+    refused.add(insnKey(cand));
+    stats.proposals++;
+    const r = await checkWindowStates(body, cand, job.pres, { regs: [0], stack: [] }, copts);
+    stats.smtMs.push(r.ms);
+    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] function ${session.secName}@${start}-${end}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''} (${body.length} → ${cand.length})`);
+    if (r.equivalent !== true) {
+      if (r.equivalent === null) { stats.unknown++; return false; }
+      stats.refuted++;
+      const input = r.counterexample ? inputFromCex(rng, r.counterexample, job.pres[0]!, wc) : null;
+      const t = input ? makeTest(body, cloneState(input)) : null;
+      if (t) tests.push(t);
+      continue;
+    }
+    stats.proven++;
+    const next = replaceRegion(S.sec, start, end, cand);
+    if (!(await session.regionProven(next, true))) return false;
+    if (!session.gate(session.withSection(next))) {
+      stats.gateRejected++;
+      return false;
+    }
+    session.accept(next, 'function', start, end, 'smt');
+    return true;
+  }
+  return false;
+}
