@@ -36,10 +36,12 @@ export interface EffortProfile {
  * ~1 s of CPU to start and its queries run out their timeouts in a budget this short (measured:
  * without it the build saves more, 1.4% against 1.0% on the vmlinux project, in less time), and
  * what the normal forms prove, the cache's re-proof proves the same way. The
- * object's search time is half of clang's CPU time for it (0.15 s to 1.5 s; 1.5 s when that time
+ * object's search time is a third of clang's CPU time for it (0.1 s to 1.5 s; 1.5 s when that time
  * is unknown), and the final gate runs no kernel difftest. With k2's fixed costs (a k2-clang
- * process, ~0.1 s CPU; the compile server's warm-up, ~1 s once per build) that keeps a cold build of
- * a vmlinux.h project within three times plain clang (notes/readme-build.md).
+ * process, ~0.1 s CPU; the compile server's start, ~0.7 s once per build; the gate and the cache's
+ * re-proof, ~0.1–0.3 s per object) that keeps a cold build of a vmlinux.h project within three
+ * times plain clang: measured 2.9× with k2-clang, 2.6× with k2 build, saving 0.9% (half of
+ * clang's time: 3.4×, 1.3%; README, Benchmarks).
  * thorough: the full search (`k2 opt`'s default): 300 MCMC proposals per window and round, 2 s per
  * solver query, the driver's object budget (60 s).
  */
@@ -48,8 +50,8 @@ export const EFFORT_PROFILES: Record<Effort, EffortProfile> = {
     // timeout 0: normal forms only, Z3 never started (see above)
     synth: { timeoutMs: 0, cegisRounds: 2, search: { iterations: 60, beta: 1, seed: 1 } },
     objectBudgetMs: 1500,
-    clangTimes: 0.5,
-    minBudgetMs: 150,
+    clangTimes: 0.33,
+    minBudgetMs: 100,
     finalDifftestInputs: 0,
   },
   thorough: {
