@@ -23,14 +23,17 @@ test.after.always(async () => {
 const section = (src: string, symbols: CodeSection['symbols'] = []): CodeSection => ({ name: 's', shndx: 0, insns: asm(src), symbols, relSection: null });
 const text = (c: readonly IrInsn[]): string => c.map((i) => `${i.labels?.length ? `${i.labels.join(',')}: ` : ''}${formatInsn(i, 0).replace(/goto [+-]\d+$/, `goto ${i.target ?? '?'}`)}`).join('; ');
 
-test('small functions: loop-free, one entry, no calls, at most 40 instructions, ending in exit', (t) => {
+test('small functions: loop-free, one entry, helper calls only, at most 40 instructions, ending in exit', (t) => {
   const ok = 'r0 = 0\nif r1 == 0 goto l\nr0 = r1\nl:\nexit';
   t.deepEqual(smallFunctions(section(ok)), [{ start: 0, end: 4 }]);
   // a second function (a sized symbol) splits the section; each is judged alone
   const two = section(`${ok}\nf:\nr0 = 1\nr0 += 1\nexit`, [{ sym: 1, start: 'f', end: null }]);
   t.deepEqual(smallFunctions({ ...two, symbols: [{ sym: 1, start: 'f', end: '$end' }] }), [{ start: 0, end: 4 }, { start: 4, end: 7 }]);
   t.deepEqual(smallFunctions(section('r0 = 0\nl:\nr0 += 1\nif r0 < 5 goto l\nexit')), [], 'a loop');
-  t.deepEqual(smallFunctions(section('r0 = 0\ncall 5\nr0 = 1\nexit')), [], 'a call');
+  t.deepEqual(smallFunctions(section('r0 = 0\ncall 5\nr0 = 1\nexit')), [{ start: 0, end: 4 }], 'a helper call stays in place');
+  const pseudo = section('r0 = 0\ncall 5\nr0 = 1\nexit');
+  pseudo.insns[1] = { ...pseudo.insns[1]!, src: 1, callee: { section: 's', label: 'f' } };
+  t.deepEqual(smallFunctions(pseudo), [], 'a bpf-to-bpf call');
   t.deepEqual(smallFunctions(section(`${'r0 += 1\n'.repeat(41)}exit`)), [], 'too long');
   t.deepEqual(smallFunctions(section('r0 = 0\nif r1 == 0 goto l\nr0 = 1\nl:\nr0 += 1')), [], 'no exit at the end');
   // a jump from another function into this one's middle: two entries
@@ -86,6 +89,17 @@ test('the search finds what no block-level window can: both sides of a branch co
   // and a wrong one is refused
   const wrong = asm('r0 = r1\nr0 -= r1\nexit');
   t.false((await checkWindow(body, wrong, {}, { regs: [0], stack: [] }, { timeoutMs: 10000, progType: 'xdp' })).equivalent);
+});
+
+test('helper calls stay where they are: the search removes a branch around them whose both sides return the helper\'s value', async (t) => {
+  // r0 = ktime(); if r0 == 0 goto z; exit; z: r0 = 0; exit  ->  the value either way
+  const body = asm('call 5\nif r0 == 0 goto z\nexit\nz:\nr0 = 0\nexit');
+  const rng = new Rng(5);
+  const tests = Array.from({ length: 24 }, () => makeTest(body, randomInputFor(rng, {}, { progType: 'kprobe', maps: [] })!)!);
+  t.true(tests.some((x) => x.expected.regs[0] === 0n) && tests.some((x) => x.expected.regs[0] !== 0n), 'the helper\'s modelled value takes both ways');
+  const cand = searchFunction(body, tests, { liveOut: [0], stackLive: new Uint8Array(512) }, { iterations: 500, seed: 2 });
+  t.is(text(cand!.map(({ labels: _l, ...i }) => i)), 'call 5; exit');
+  t.true((await checkWindow(body, cand!, {}, { regs: [0], stack: [] }, { timeoutMs: 10000, progType: 'kprobe' })).equivalent);
 });
 
 test.serial('end to end: a program whose branch is redundant is searched as a whole, proven, accepted by the kernel and runs identically in the interpreter', async (t) => {

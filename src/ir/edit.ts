@@ -68,14 +68,19 @@ export function replaceWindow(sec: CodeSection, start: number, end: number, repl
  * replaceWindow, the first replacement instruction takes over the region's first labels, func_info
  * and line_info; the labels inside the region are the replacement's own (`labels` of its
  * instructions, which must include every label inside the region that anything outside it or a
- * symbol names — the caller's check). Line info of the region's other instructions is dropped.
+ * symbol names — the caller's check). Pinned instructions (relocated loads) must be kept as they
+ * are, in order. Line info of the region's other instructions is dropped.
  */
 export function replaceRegion(sec: CodeSection, start: number, end: number, replacement: IrInsn[]): CodeSection {
   const old = sec.insns.slice(start, end);
   old.forEach((insn, k) => {
-    if (insn.pinned) throw new K2Error('internal', `region replaces a pinned instruction (${insn.pinned})`, { section: sec.name, insn: start + k });
     if (k > 0 && insn.funcInfo) throw new K2Error('internal', 'region spans a function start', { section: sec.name, insn: start + k });
   });
+  // pinned instructions (a relocated map load) stay: the replacement has them, the same, in order
+  const pinnedKey = (i: IrInsn): string => `${i.code},${i.dst},${i.src},${i.off},${i.imm},${i.imm2 ?? ''},${i.pinned},${i.reloc?.sym ?? ''}/${i.reloc?.type ?? ''}`;
+  if (old.filter((i) => i.pinned).map(pinnedKey).join(';') !== replacement.filter((i) => i.pinned).map(pinnedKey).join(';')) {
+    throw new K2Error('internal', 'region replacement does not keep its pinned instructions', { section: sec.name, insn: start });
+  }
   if (!replacement.length) throw new K2Error('internal', 'a region is never replaced by nothing', { section: sec.name, insn: start });
   const fresh: IrInsn[] = replacement.map(({ funcInfo: _f, lines: _n, ...rest }) => ({ ...rest, ...(rest.labels?.length ? { labels: [...rest.labels] } : {}) }));
   if (!fresh[0]!.labels?.length) delete fresh[0]!.labels;

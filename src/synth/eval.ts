@@ -245,6 +245,39 @@ export const PROGRAM_EXIT = '$exit';
 
 /** Value r1-r5 hold after ld_abs/ld_ind: the kernel clobbers them (the verifier forbids reading them). */
 export const CLOBBERED = 0xdead_beef_dead_beefn;
+
+/** Helpers that return a pointer to memory or NULL (map lookups, ring buffer reservations, socket lookups). */
+const POINTER_HELPERS = new Set([1, 84, 85, 99, 131, 195]);
+const OUTSIDE_BASE = 0x5000_0000_0000_0000n;
+
+/**
+ * What a helper call returns in a whole function's window (its tests): a fixed pseudo-random
+ * function of the state's seed, the helper and its five argument registers — the same for the
+ * original and every candidate that calls it alike — often 0, -1 or small (what code tests
+ * results with); a pointer helper returns NULL or an address of pseudo-random memory. Memory the
+ * helper would write is not modelled: tests are only a filter, the window checker decides.
+ */
+export function helperValue(seed: number, id: number, args: readonly bigint[]): bigint {
+  let h = (seed ^ Math.imul(id + 1, 0x9e3779b1)) >>> 0;
+  for (const a of args) {
+    h = Math.imul(h ^ Number(a & 0xffffffffn), 0x85ebca6b) >>> 0;
+    h = Math.imul(h ^ Number((a >> 32n) & 0xffffffffn), 0xc2b2ae35) >>> 0;
+    h = (h ^ (h >>> 13)) >>> 0;
+  }
+  const low = BigInt(h);
+  if (POINTER_HELPERS.has(id)) return (h & 3) === 0 ? 0n : OUTSIDE_BASE + ((low << 4n) & 0xffff_fff0n);
+  switch (h & 3) {
+    case 0: return 0n;
+    case 1: return low & 0xffn;
+    case 2: return (1n << 64n) - 1n - (low & 7n); // -1 .. -8 (errors)
+    default: return ((low << 32n) | BigInt(Math.imul(h, 0x27d4eb2f) >>> 0)) & ((1n << 64n) - 1n);
+  }
+}
+
+/** The value a map's `ld_imm64` (map fd or map value address) loads in a window's tests: fixed per relocation. */
+export function relocatedValue(insn: Insn & { reloc?: { sym: number } }): bigint {
+  return OUTSIDE_BASE + 0x1000_0000n + BigInt(insn.reloc?.sym ?? 0) * 0x10_0000n + BigInt(insn.imm >>> 0);
+}
 export function clobberArgs(r: bigint[]): void {
   for (let k = 1; k <= 5; k++) r[k] = CLOBBERED;
 }
@@ -268,8 +301,9 @@ export function ldAbs(st: WinState, insn: Insn, srcLo32: number): bigint | null 
 /**
  * Runs `insns` on `st` in place. Control flow: a jump to a label inside the window continues there
  * (forward only); a jump elsewhere leaves the window (`st.left` = its label); `exit` returns
- * (`st.left` = PROGRAM_EXIT). Throws Fault for anything outside the model (calls, backward jumps,
- * faulting accesses).
+ * (`st.left` = PROGRAM_EXIT); a helper call returns helperValue, a map's `ld_imm64` loads
+ * relocatedValue (both only in whole functions' windows). Throws Fault for anything outside the
+ * model (bpf-to-bpf calls and kfuncs, backward jumps, faulting accesses).
  */
 export function evalWindow(insns: readonly LabeledInsn[], st: WinState): void {
   const r = st.regs;
@@ -306,6 +340,11 @@ export function evalWindow(insns: readonly LabeledInsn[], st: WinState): void {
     } else if (insn.code === LD_IMM64 && insn.src === 0) {
       if (insn.dst === REG_FP) throw new Fault('r10 is read-only');
       r[insn.dst] = imm64(insn);
+    } else if (insn.code === LD_IMM64 && (insn.src === 1 || insn.src === 2) && (insn as { reloc?: unknown }).reloc) {
+      r[insn.dst] = relocatedValue(insn); // a map (whole functions' windows)
+    } else if (cls === CLASS.JMP && jmpOp(insn.code) === JMP.CALL && insn.src === 0) {
+      r[0] = helperValue(st.memSeed, insn.imm, r.slice(1, 6));
+      clobberArgs(r);
     } else if (cls === CLASS.LD && (memMode(insn.code) === MODE.ABS || memMode(insn.code) === MODE.IND)) {
       const v = ldAbs(st, insn, Number(r[insn.src]! & M32));
       clobberArgs(r);

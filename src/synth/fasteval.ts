@@ -4,7 +4,7 @@
 // accesses are done here, other memory and the rare 64-bit divisions go through eval.ts.
 import { ALU, CLASS, JMP, LD_IMM64, MODE, SRC_X, REG_FP } from '../isa/index.js';
 import type { Insn } from '../isa/index.js';
-import { CLOBBERED, Fault, PROGRAM_EXIT, alu, atomicAt, ldAbs, loadAt, storeAt, STACK_SIZE, type WinState } from './eval.js';
+import { CLOBBERED, Fault, PROGRAM_EXIT, helperValue, relocatedValue, alu, atomicAt, ldAbs, loadAt, storeAt, STACK_SIZE, type WinState } from './eval.js';
 
 /** A window state for the fast evaluator: registers as words (r[2k] low, r[2k+1] high). */
 export interface FastState extends Omit<WinState, 'regs'> {
@@ -273,6 +273,11 @@ export function evalFast(insns: readonly LabeledInsn[], st: FastState): void {
       if (insn.dst === REG_FP) throw new Fault('r10 is read-only');
       r[2 * insn.dst] = insn.imm >>> 0;
       r[2 * insn.dst + 1] = (insn.imm2 ?? 0) >>> 0;
+    } else if (code === LD_IMM64 && (insn.src === 1 || insn.src === 2) && (insn as { reloc?: unknown }).reloc) {
+      setBig(r, insn.dst, relocatedValue(insn)); // as eval.ts
+    } else if (code === (CLASS.JMP | JMP.CALL) && insn.src === 0) {
+      setBig(r, 0, helperValue(st.memSeed, insn.imm, [1, 2, 3, 4, 5].map((k) => big(r, k))));
+      for (let k = 1; k <= 5; k++) setBig(r, k, CLOBBERED);
     } else if (cls === CLASS.LD && ((code & 0xe0) === MODE.ABS || (code & 0xe0) === MODE.IND)) {
       const v = ldAbs(st as unknown as WinState, insn, r[2 * insn.src]!);
       for (let k = 1; k <= 5; k++) setBig(r, k, CLOBBERED);

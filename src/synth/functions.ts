@@ -1,8 +1,9 @@
 // Whole small functions as one window, jumps included (K2 searches whole programs; the window
 // search sees a block or a superblock at a time). A function qualifies when it is short (≤ 40
 // instructions), loop-free (every jump goes forward, inside it), has one entry (nothing outside
-// jumps into it), makes no calls and ends in `exit`: the evaluator and the window checker then see
-// all of it, and what the caller observes is r0 and memory.
+// jumps into it), calls only helpers and ends in `exit`: the evaluator and the window checker then
+// see all of it, and what the caller observes is r0 and memory. Helper calls and the `ld_imm64`s
+// of maps stay where they are (the search moves the code around them).
 //
 // The search keeps the function's labels at their positions (a label of a removed instruction
 // moves to the next one kept) and moves instructions as the window search does, the control
@@ -26,6 +27,9 @@ export interface FunctionRegion {
 
 const isJump = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP || opClass(i.code) === CLASS.JMP32;
 const isCall = (i: IrInsn): boolean => isJump(i) && jmpOp(i.code) === JMP.CALL;
+/** Kept in place by the search: helper calls, and a map's relocated `ld_imm64`. */
+export const fixedInFunction = (i: IrInsn): boolean => (isCall(i) && i.src === 0) || isMapLoad(i);
+const isMapLoad = (i: IrInsn): boolean => i.code === LD_IMM64 && (i.src === 1 || i.src === 2) && !!i.reloc && i.pinned === 'relocation' && !i.core?.length;
 const isExit = (i: IrInsn): boolean => opClass(i.code) === CLASS.JMP && jmpOp(i.code) === JMP.EXIT;
 
 /** Where functions start: the section start, func_info records, sized symbols (programs, callees). */
@@ -52,6 +56,7 @@ export function smallFunctions(sec: CodeSection, max = MAX_FUNCTION_INSNS): Func
     let ok = true;
     for (let k = start; k < end && ok; k++) {
       const i = insns[k]!;
+      if (isMapLoad(i) || (isCall(i) && i.src === 0)) continue; // kept in place
       if (i.pinned || i.core?.length || (i.code === LD_IMM64 && i.src !== 0) || isCall(i) || (k > start && i.funcInfo)) ok = false;
       else if (isJump(i) && i.target !== undefined) {
         const t = at.get(i.target);
@@ -155,15 +160,18 @@ export function searchFunction(body: readonly IrInsn[], tests: readonly TestCase
     return true;
   };
   const start: Slot[] = body.map((i) => i);
-  const control = body.map((i) => isJump(i));
-  // fast paths: every single deletion, then every pair (40 instructions: 780 pairs)
-  for (let a = 0; a < start.length; a++) {
+  const control = body.map((i) => isJump(i) || fixedInFunction(i));
+  // fast paths: every single deletion, then every pair (40 instructions: 780 pairs); helper calls
+  // and map loads stay
+  const deletable = body.flatMap((i, k) => (fixedInFunction(i) ? [] : [k]));
+  for (const a of deletable) {
     const s = [...start];
     s[a] = null;
     consider(assemble(s, shape));
   }
-  for (let a = 0; a < start.length; a++) {
-    for (let b = a + 1; b < start.length; b++) {
+  for (const a of deletable) {
+    for (const b of deletable) {
+      if (b <= a) continue;
       const s = [...start];
       s[a] = null;
       s[b] = null;
@@ -182,7 +190,7 @@ export function searchFunction(body: readonly IrInsn[], tests: readonly TestCase
     return { c, cost: ERROR_WEIGHT * errorOn(c, steer, observed) + perf(c) };
   };
   const chains = opts.chains ?? 3;
-  const controlAt = control.flatMap((v, k) => (v ? [k] : []));
+  const controlAt = control.flatMap((v, k) => (v && !fixedInFunction(body[k]!) ? [k] : []));
   for (let n = 0; n < chains; n++) {
     const rng = new Rng((opts.seed * 0x9e3779b1 + n * 7919) >>> 0);
     const beta = [1, 3, 0.5][n % 3]!;

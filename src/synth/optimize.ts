@@ -1037,7 +1037,7 @@ async function tryFunction(session: SectionSession, start: number, end: number, 
   stats.windows++;
   const observed: Observed = { liveOut: [0], stackLive: new Uint8Array(512) };
   const refused = new Set<string>();
-  for (let round = 0; round < Math.max(1, opts.cegisRounds) && !over(); round++) {
+  for (let round = 0; round < Math.max(2, opts.cegisRounds + 1) && !over(); round++) {
     const cand = searchFunction(body, tests, observed, { iterations: opts.search.iterations, seed: opts.search.seed * 31 + round, perf: session.perf }, (c) => refused.has(insnKey(c)));
     if (!cand) return false;
     refused.add(insnKey(cand));
@@ -1055,10 +1055,12 @@ async function tryFunction(session: SectionSession, start: number, end: number, 
     }
     stats.proven++;
     const next = replaceRegion(S.sec, start, end, cand);
-    if (!(await session.regionProven(next, true))) return false;
+    // refused by the program checker or the gate (e.g. a bounds check the verifier needs, though
+    // equivalent): the search goes on without it
+    if (!(await session.regionProven(next, true))) continue;
     if (!session.gate(session.withSection(next))) {
       stats.gateRejected++;
-      return false;
+      continue;
     }
     session.accept(next, 'function', start, end, 'smt');
     return true;
