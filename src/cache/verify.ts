@@ -114,7 +114,10 @@ async function checkSafety(input: BpfObject, inputBytes: Uint8Array, cand: BpfOb
   if (opts.kernel) {
     const kernel = await import('../kernel/index.js');
     if ((await kernel.bpfAvailable()).ok) {
-      const after = new Map((await kernel.verifyObject(candBytes, { name: cand.file, only: users })).programs.map((p) => [key(p), p.verdict]));
+      // the programs that run changed code; the whole object if that fails (a prog array the object
+      // initializes with programs that were not loaded cannot be set up)
+      let after = new Map((await kernel.verifyObject(candBytes, { name: cand.file, only: users })).programs.map((p) => [key(p), p.verdict]));
+      if (users.some((p) => after.get(key(p)) !== 'accepted')) after = new Map((await kernel.verifyObject(candBytes, { name: cand.file })).programs.map((p) => [key(p), p.verdict]));
       const notAccepted = users.filter((p) => after.get(key(p)) !== 'accepted');
       if (notAccepted.length === 0) return { ...out, ok: true, verification: 'kernel' };
       const before = new Map((await kernel.verifyObject(inputBytes, { name: input.file })).programs.map((p) => [key(p), p.verdict]));

@@ -140,8 +140,12 @@ export async function finalGate(ctx: GateContext, prev: BpfObject, cand: BpfObje
   if (ctx.useKernel && ctx.kernelBefore) {
     progress(`${section.name}: kernel verifier`);
     try {
-      // only the programs running the section: the others' code did not change
-      const r = await verifyObject(bytes, { name: cand.file, only: users });
+      // only the programs running the section: the others' code did not change — unless that load
+      // fails for one the kernel accepted before (a prog array whose slots the object initializes
+      // with other programs cannot be set up without them): then the whole object, as it will load
+      let r = await verifyObject(bytes, { name: cand.file, only: users });
+      const lost = (x: typeof r): boolean => users.some((p) => ctx.kernelBefore!.get(progKey(p))?.verdict === 'accepted' && !x.programs.some((q) => progKey(q) === progKey(p) && q.verdict === 'accepted'));
+      if (lost(r)) r = await verifyObject(bytes, { name: cand.file });
       verified = new Map(r.programs.map((p) => [progKey(p), p]));
     } catch (e) {
       // a failed check is a rejection, never a pass

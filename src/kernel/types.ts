@@ -97,7 +97,10 @@ export interface VerifyOptions {
   timing?: boolean;
   /**
    * Load only these programs (ELF section and function name); the report lists only them. The
-   * libbpf loader honours it (the others are not loaded); the other loaders load everything.
+   * libbpf loader honours it (the others are not loaded); the other loaders load everything. A
+   * program may then fail to load where the whole object loads: a prog array the object
+   * initializes with programs that were not loaded cannot be set up (callers fall back to a full
+   * load when a program they expect to load does not).
    */
   only?: readonly { section: string; name: string }[];
 }
