@@ -375,4 +375,7 @@ test('an entry\'s steps are checked: they must lead from clang\'s code to the en
   const e4 = JSON.parse(JSON.stringify(entry)) as CacheEntry;
   e4.code[0]!.steps = Array.from({ length: 5000 }, () => ({ start: 0, remove: 0, insert: [] }));
   t.throws(() => objectFromEntry(e4, obj, key, inputSha), { instanceOf: BadEntry, message: /bad step list/ });
+  const e5 = JSON.parse(JSON.stringify(entry)) as CacheEntry;
+  e5.code[0]!.steps = [{ start: 0, remove: 0, insert: [] }, ...e5.code[0]!.steps!];
+  t.throws(() => objectFromEntry(e5, obj, key, inputSha), { instanceOf: BadEntry, message: /bad step/ }, 'a step that changes nothing');
 });

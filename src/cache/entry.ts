@@ -159,7 +159,8 @@ function parseSteps(raw: unknown, orig: readonly IrInsn[], final: readonly IrIns
   for (const v of raw as unknown[]) {
     const s = v as Record<string, unknown>;
     if (!s || typeof s !== 'object' || Object.keys(s).length !== 3 || !isInt(s.start, 0, insns.length) || !isInt(s.remove, 0, insns.length - (s.start as number)) ||
-      !Array.isArray(s.insert) || s.insert.length > limit || insns.length - (s.remove as number) + s.insert.length > limit) throw new BadEntry(`section ${name}: bad step`);
+      !Array.isArray(s.insert) || s.insert.length > limit || insns.length - (s.remove as number) + s.insert.length > limit ||
+      (s.remove === 0 && s.insert.length === 0)) throw new BadEntry(`section ${name}: bad step`); // (a real step changes something)
     const step: Step = { start: s.start, remove: s.remove, insert: s.insert.map(parseInsn) };
     insns = applyStep(insns, step);
     out.push(step);

@@ -290,7 +290,7 @@ export function register(program: Command): void {
     .option('--config <file>', 'configuration file (default: searched from here up to the nearest package.json)')
     .option('-j, --jobs <n>', 'objects built in parallel (default: "jobs" in the config, else the number of CPUs)')
     .option('--no-cache', 'do not use the build cache (also K2_NO_CACHE=1 or "cache": false)')
-    .option('--effort <profile>', 'build (default: fast paths, small budgets) or thorough (the full search of k2 opt)')
+    .option('--effort <profile>', 'build (default: fast paths, small budgets, no SMT solver) or thorough (the full search of k2 opt, with Z3)')
     .option('--report <file.json>', 'write a JSON report of every object')
     .option('-q, --quiet', 'no per-object lines (warnings and errors still print)')
     .option('--json', 'print the report as JSON on stdout')

@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .option('--budget-ms <ms>', 'alias of --time, in milliseconds')
     .option('--jobs <n>', 'worker threads, each with its own Z3 (default: the number of cores)')
     .option('--seed <n>', 'search seed: with the same seed and settings the output is the same, whatever --jobs', '1')
-    .option('--effort <profile>', 'build (fast: the enumerated rewrites and the cache, a short search) or thorough', 'thorough')
+    .option('--effort <profile>', 'build (fast: the enumerated rewrites and the cache, a short search, no SMT solver) or thorough', 'thorough')
     .option('--no-kernel', 'no kernel verifier and no difftest (then the safety model alone decides)')
     .option('--allow-verifier-growth', 'with --objective size: keep rewrites that make verified_insns grow by more than 10%')
     .option('--keep-rejected <dir>', 'save each candidate the final gate refused (object + verifier log) for a bug report')

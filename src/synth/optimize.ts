@@ -16,20 +16,18 @@ import {
   liveIn, successors, liveOutAt, regList, blockStarts, constantsIn, nonzeroBitsIn, objectLiveness, stackLiveness, stackLiveAfter,
   liveRanges, deadStackStores, labelIndex, availableLoads, redundantLoads, heldLoads, heldImm64Loads, copyProps, preciseStackLiveness, objectMapSizes, type CalleeReads, type MapSizes,
 } from '../analysis/index.js';
-import { replaceRegion, replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
+import { replaceWindow, type BpfObject, type CodeSection, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { checkWindow, checkWindowStates, checkPrograms, objectMaps, warmUpSolver, type WindowPre, type MapInfo } from '../smt/index.js';
 import { programCode } from '../ir/index.js';
 import { applyTailMerge, dropJumpsToNext, findTailMerge, hoistConstants, invertBranchesOverGotos } from './tailmerge.js';
-import { makeTest, objectiveCost, perfCost, type Observed } from './cost.js';
-import { cloneState } from './eval.js';
-import { inputFromCex } from './inputs.js';
-import { Rng } from './rng.js';
-import { searchFunction, smallFunctions } from './functions.js';
+import { objectiveCost, perfCost } from './cost.js';
+import { functionPass } from './function-pass.js';
+export { jobSeed } from './window.js';
 import { DEFAULT_SEARCH, type SearchOptions } from './search.js';
 import { loadBases } from './fastpaths.js';
 import { sectionPres } from './facts.js';
 import { boundsMerges, constHoists, jumpThreads, nullChecks, withoutUnreachable, type RegionCandidate } from './regions.js';
-import { coverJumps, insnKey, solveWindow, testsFor, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
+import { insnKey, jobSeed, solveWindow, type RewriteCache, type SolveOptions, type WindowJob, type WindowOutcome } from './window.js';
 
 export interface SynthOptions {
   windowSizes: number[]; // tried largest first
@@ -606,17 +604,6 @@ export class SectionSession {
 }
 
 /**
- * A job's search seed: from the run's seed and the job's content (window, facts), never from its
- * place or from scheduling — so equal windows search alike wherever and whenever they come up.
- */
-export function jobSeed(job: WindowJob, base: number): number {
-  let h = (base ^ 0x9e3779b9) >>> 0;
-  const s = `${insnKey(job.insns)}|${JSON.stringify([job.pres, job.liveOut, job.stackOut], big)}`;
-  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193) >>> 0;
-  return h;
-}
-
-/**
  * Applies solved jobs (from `SectionSession.plan`, solved anywhere) in job order; windows moved by
  * earlier rewrites are found at their new place, windows overlapping an applied rewrite are
  * skipped (the next sweep plans them again). Returns how many were applied.
@@ -998,72 +985,3 @@ async function tailMerges(
 export const sectionSlots = (sec: CodeSection): number => sec.insns.reduce((n, i) => n + slotsOf(i), 0);
 export { perfCost };
 
-/**
- * Whole small functions (functions.ts), each searched as one window with its jumps: tests from the
- * precondition at its entry (every branch direction covered, as for superblocks), the search, the
- * window checker on the whole function (what the caller sees: r0 and memory), counterexamples fed
- * back (CEGIS), then the program checker's word where it can decide, and the gate.
- */
-async function functionPass(session: SectionSession, over: () => boolean): Promise<void> {
-  const S = session.state, opts = session.opts, stats = session.stats;
-  const tried = new Set<string>();
-  for (;;) {
-    if (over()) return;
-    const r = smallFunctions(S.sec).find((f) => !tried.has(`${f.start}|${insnKey(S.sec.insns.slice(f.start, f.end))}`));
-    if (!r) return;
-    tried.add(`${r.start}|${insnKey(S.sec.insns.slice(r.start, r.end))}`);
-    await tryFunction(session, r.start, r.end, over);
-  }
-}
-
-async function tryFunction(session: SectionSession, start: number, end: number, over: () => boolean): Promise<boolean> {
-  const S = session.state, opts = session.opts, stats = session.stats;
-  // the body with its inner labels and jump targets (the start's own metadata stays in the section)
-  const body: IrInsn[] = S.sec.insns.slice(start, end).map(({ funcInfo: _f, lines: _n, ...rest }, k) => {
-    if (k === 0) { const { labels: _l, ...x } = rest; return x; }
-    return rest;
-  });
-  const job: WindowJob = { section: session.secName, start, end, insns: body, pres: [S.pre(start, opts.safetyFacts !== false)], liveOut: [0], stackOut: [], progType: session.progType };
-  const wc = { progType: session.progType, maps: session.maps };
-  const rng = new Rng(jobSeed(job, opts.search.seed));
-  const tests = testsFor(job, wc, rng, opts.tests);
-  if (!tests) return false;
-  const copts = { timeoutMs: opts.timeoutMs, object: session.obj, progType: session.progType, ...(opts.rlimit !== undefined ? { rlimit: opts.rlimit } : {}) };
-  const cover = { checked: 0, smtMs: [] as number[] };
-  const covered = await coverJumps(job, tests, wc, rng, copts, cover);
-  stats.proposals += cover.checked;
-  stats.smtMs.push(...cover.smtMs);
-  if (!covered) return false;
-  stats.windows++;
-  const observed: Observed = { liveOut: [0], stackLive: new Uint8Array(512) };
-  const refused = new Set<string>();
-  for (let round = 0; round < Math.max(2, opts.cegisRounds + 1) && !over(); round++) {
-    const cand = searchFunction(body, tests, observed, { iterations: opts.search.iterations, seed: opts.search.seed * 31 + round, perf: session.perf }, (c) => refused.has(insnKey(c)));
-    if (!cand) return false;
-    refused.add(insnKey(cand));
-    stats.proposals++;
-    const r = await checkWindowStates(body, cand, job.pres, { regs: [0], stack: [] }, copts);
-    stats.smtMs.push(r.ms);
-    if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] function ${session.secName}@${start}-${end}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''} (${body.length} → ${cand.length})`);
-    if (r.equivalent !== true) {
-      if (r.equivalent === null) { stats.unknown++; return false; }
-      stats.refuted++;
-      const input = r.counterexample ? inputFromCex(rng, r.counterexample, job.pres[0]!, wc) : null;
-      const t = input ? makeTest(body, cloneState(input)) : null;
-      if (t) tests.push(t);
-      continue;
-    }
-    stats.proven++;
-    const next = replaceRegion(S.sec, start, end, cand);
-    // refused by the program checker or the gate (e.g. a bounds check the verifier needs, though
-    // equivalent): the search goes on without it
-    if (!(await session.regionProven(next, true))) continue;
-    if (!session.gate(session.withSection(next))) {
-      stats.gateRejected++;
-      continue;
-    }
-    session.accept(next, 'function', start, end, 'smt');
-    return true;
-  }
-  return false;
-}

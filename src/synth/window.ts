@@ -131,6 +131,17 @@ export function testsFor(job: WindowJob, wc: WindowContext, rng: Rng, n: number)
   return tests;
 }
 
+/**
+ * A job's search seed: from the run's seed and the job's content (window, facts), never from its
+ * place or from scheduling — so equal windows search alike wherever and whenever they come up.
+ */
+export function jobSeed(job: WindowJob, base: number): number {
+  let h = (base ^ 0x9e3779b9) >>> 0;
+  const s = `${insnKey(job.insns)}|${JSON.stringify([job.pres, job.liveOut, job.stackOut], (_k, v) => (typeof v === 'bigint' ? `${v}n` : v))}`;
+  for (let k = 0; k < s.length; k++) h = Math.imul(h ^ s.charCodeAt(k), 0x01000193) >>> 0;
+  return h;
+}
+
 export async function solveWindow(job: WindowJob, env: { object: BpfObject; maps?: WindowContext['maps'] }, opts: SolveOptions = DEFAULT_SOLVE, seed = opts.search.seed): Promise<WindowOutcome> {
   const t0 = performance.now();
   const out: WindowOutcome = { rewrite: null, proven: false, proposals: 0, checked: 0, refuted: 0, unknown: 0, smtMs: [], converged: true, cacheHit: false, ms: 0 };
