@@ -379,3 +379,29 @@ test('an entry\'s steps are checked: they must lead from clang\'s code to the en
   e5.code[0]!.steps = [{ start: 0, remove: 0, insert: [] }, ...e5.code[0]!.steps!];
   t.throws(() => objectFromEntry(e5, obj, key, inputSha), { instanceOf: BadEntry, message: /bad step/ }, 'a step that changes nothing');
 });
+
+test('many steps (a huge section\'s): a hit is checked in one proof first, then step by step; a wrong one is still refused', async (t) => {
+  const { MANY_STEPS } = await import('../src/cache/proof.js');
+  const file = fixture('xdp_parser.o');
+  const bytes = new Uint8Array(readFileSync(file));
+  const obj = readObjectBytes(bytes, file);
+  const xdp = 0;
+  // a nop before each of MANY_STEPS + 8 instructions that the one before falls into (a nop after
+  // an exit or a goto would be unreachable: the verifier refuses that), one step each
+  const orig = obj.code[xdp]!.insns;
+  const falls = orig.flatMap((_, k) => (k > 0 && orig[k - 1]!.code !== 0x95 && orig[k - 1]!.code !== 0x05 ? [k] : [])).slice(0, MANY_STEPS + 8);
+  const n = falls.length;
+  t.true(n > MANY_STEPS, 'enough instructions for many steps');
+  const steps = falls.map((k, j) => ({ start: k + j, remove: 0, insert: [{ code: 0x05, dst: 0, src: 0, off: 0, imm: 0 }] as IrInsn[] }));
+  const final = steps.reduce((insns, st) => applyStep(insns, st), obj.code[xdp]!.insns);
+  const cand = { ...obj, code: obj.code.map((s, k) => (k === xdp ? { ...s, insns: final } : s)) };
+  const ok = await checkCandidate(obj, bytes, cand, [obj.code[xdp]!.name], { kernel: false, timeoutMs: 2000, steps: new Map([[obj.code[xdp]!.name, steps]]) });
+  t.true(ok.ok, ok.reason ?? '');
+  // one more step changes an immediate: refused both ways
+  const at = final.findIndex((i, k) => k > falls[n - 1]! + n && (i.code === 0x07 || i.code === 0xb7)); // rX += K, rX = K
+  t.true(at > 0, 'an ALU instruction with an immediate after the nops');
+  const bad = [...steps, { start: at, remove: 1, insert: [{ ...final[at]!, imm: final[at]!.imm + 1 }] }];
+  const badFinal = applyStep(final, bad[bad.length - 1]!);
+  const badCand = { ...obj, code: obj.code.map((s, k) => (k === xdp ? { ...s, insns: badFinal } : s)) };
+  t.false((await checkCandidate(obj, bytes, badCand, [obj.code[xdp]!.name], { kernel: false, timeoutMs: 2000, steps: new Map([[obj.code[xdp]!.name, bad]]) })).ok);
+});

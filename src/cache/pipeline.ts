@@ -191,12 +191,14 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
     else if (!repair && changedSections(obj, outObj).every((n) => steps.has(n))) {
       // the optimizer's rewrites re-proven one by one, as a hit will (every step must be, or the
       // section keeps clang's code: a cold build writes what every later hit writes)
-      const { proveStepwise, proveSameBehaviour } = await import('./proof.js');
-      const proof = await proveStepwise(obj, steps, { timeoutMs: storeProofMs(settings) });
-      if (proof.proven) {
+      const { proveStepwise, proveSameBehaviour, stepCount, MANY_STEPS } = await import('./proof.js');
+      // (many steps: one proof first, as a hit does — it is cheaper — then step by step)
+      const oneShot = stepCount(steps) > MANY_STEPS && (await proveSameBehaviour(obj, outObj, { timeoutMs: storeProofMs(settings) })).proven;
+      const proof = oneShot ? null : await proveStepwise(obj, steps, { timeoutMs: storeProofMs(settings) });
+      if (!proof || proof.proven) {
         storable = true;
         stepsStored = steps;
-      } else if ((await proveSameBehaviour(obj, outObj, { timeoutMs: storeProofMs(settings) })).proven) storable = true; // in one proof (a hit does the same)
+      } else if (stepCount(steps) <= MANY_STEPS && (await proveSameBehaviour(obj, outObj, { timeoutMs: storeProofMs(settings) })).proven) storable = true; // in one proof (a hit does the same)
       else if (settings.effort !== 'build') cacheNote = `not cached: the result could not be re-proven (${proof.reason})`;
       else {
         const failed = new Set(proof.failed);

@@ -485,6 +485,14 @@ async function wholeProgramFallback(a: BpfObject, b: BpfObject, opts: ProofOptio
 /** A section's rewrites as steps from clang's code (the optimizer's proof order), for proveStepwise. */
 export type SectionSteps = ReadonlyMap<string, readonly Step[]>;
 
+/**
+ * Above this many steps in all, a one-shot proof is tried before the step-by-step one: each step's
+ * proof walks the sections that differ again, which on a huge section (cilium's 32k instructions)
+ * with hundreds of steps costs more than the search did.
+ */
+export const MANY_STEPS = 32;
+export const stepCount = (steps: SectionSteps): number => [...steps.values()].reduce((n, l) => n + l.length, 0);
+
 export interface StepwiseResult extends ProofResult {
   /** Sections whose chain of steps could not be followed (the result holds clang's code there). */
   failed: string[];

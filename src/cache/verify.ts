@@ -6,7 +6,7 @@
 import { objectBytes, programCode, type BpfObject, type IrInsn, type ProgramRef } from '../ir/index.js';
 import { plainInsn } from './entry.js';
 import { sha256 } from './key.js';
-import { proveSameBehaviour, proveStepwise, type ProofResult, type SectionSteps } from './proof.js';
+import { MANY_STEPS, proveSameBehaviour, proveStepwise, stepCount, type ProofResult, type SectionSteps } from './proof.js';
 
 export type Verification = 'kernel' | 'model' | 'none';
 
@@ -97,13 +97,18 @@ export async function checkCandidate(input: BpfObject, inputBytes: Uint8Array, c
 /** Is `cand` proven equivalent to `input`: step by step (when every changed section has steps), else as a whole? */
 async function proveCandidate(input: BpfObject, cand: BpfObject, changed: readonly string[], opts: { timeoutMs: number; steps?: SectionSteps }): Promise<ProofResult> {
   const steps = opts.steps;
-  if (steps && changed.every((n) => steps.get(n)?.length)) {
-    const r = await proveStepwise(input, new Map(changed.map((n) => [n, steps.get(n)!])), { timeoutMs: opts.timeoutMs });
+  if (!steps || !changed.every((n) => steps.get(n)?.length)) return proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+  const chain = new Map(changed.map((n) => [n, steps.get(n)!]));
+  const stepwise = async (): Promise<ProofResult | null> => {
+    const r = await proveStepwise(input, chain, { timeoutMs: opts.timeoutMs });
     const plain = (xs: readonly IrInsn[] | undefined): string => JSON.stringify(xs?.map(plainInsn));
     const same = r.obj.code.every((s) => plain(s.insns) === plain(cand.code.find((x) => x.name === s.name)?.insns));
-    if (r.proven && same) return r;
-  }
-  return proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+    return r.proven && same ? r : null;
+  };
+  // few steps: step by step first (it proves more), else one proof first (it is cheaper)
+  if (stepCount(chain) <= MANY_STEPS) return (await stepwise()) ?? proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+  const whole = await proveSameBehaviour(input, cand, { timeoutMs: opts.timeoutMs });
+  return whole.proven ? whole : (await stepwise()) ?? whole;
 }
 
 /** The safety half of checkCandidate: the kernel verifier where it can, k2's safety model otherwise. */
