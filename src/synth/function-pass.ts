@@ -18,7 +18,7 @@ import type { SectionSession } from './optimize.js';
  * back (CEGIS), then the program checker's word where it can decide, and the gate.
  */
 export async function functionPass(session: SectionSession, over: () => boolean): Promise<void> {
-  const S = session.state, opts = session.opts, stats = session.stats;
+  const S = session.state;
   const tried = new Set<string>();
   for (;;) {
     if (over()) return;
