@@ -405,3 +405,17 @@ test('many steps (a huge section\'s): a hit is checked in one proof first, then 
   const badCand = { ...obj, code: obj.code.map((s, k) => (k === xdp ? { ...s, insns: badFinal } : s)) };
   t.false((await checkCandidate(obj, bytes, badCand, [obj.code[xdp]!.name], { kernel: false, timeoutMs: 2000, steps: new Map([[obj.code[xdp]!.name, bad]]) })).ok);
 });
+
+test('re-proof: a changed callee reached only from unchanged code is walked from its call sites (even with no symbol at its label)', async (t) => {
+  const obj = readObject(fixture('calls.o'));
+  const text = obj.code.findIndex((s) => s.name === '.text');
+  t.true(text >= 0 && obj.code.some((s, k) => k !== text && s.insns.some((i) => i.callee?.section === '.text')), 'calls.o calls into .text');
+  // no symbols in .text: its functions are reached only through the calls of xdp and tc
+  const bare = { ...obj, code: obj.code.map((s, k) => (k === text ? { ...s, symbols: [] } : s)) };
+  const at = bare.code[text]!.insns.findIndex(isMovR0);
+  t.true(at >= 0);
+  const wrong = { ...bare, code: bare.code.map((s, k) => (k === text ? { ...s, insns: s.insns.map((i, n) => (n === at ? { ...i, imm: i.imm + 1 } : i)) } : s)) };
+  const r = await proveSameBehaviour(bare, wrong, { timeoutMs: 2000 });
+  t.false(r.proven, 'a wrong callee must not be proven equivalent');
+  t.true((await proveSameBehaviour(bare, bare, { timeoutMs: 2000 })).proven);
+});

@@ -254,12 +254,16 @@ export async function proveSameBehaviour(a: BpfObject, b: BpfObject, opts: Proof
   try {
     if ([...A.sections.keys()].sort().join('\0') !== [...B.sections.keys()].sort().join('\0')) throw new ProofFailed('the code sections differ');
     // Only code that differs needs walking: an entry into a section both versions have alike runs
-    // the same instructions until it calls a function, whose own entry (a symbol of its section)
-    // is walked if its section differs — the pairing is per function (a callee's equivalence is
-    // proven from its entry, the caller relies on it after the call).
+    // the same instructions until it calls a function (or takes a function's address) — so the
+    // entries walked are the programs and symbols of the sections that differ, and every callee in
+    // them that alike code names (its label need not be a symbol). The pairing is per function: a
+    // callee's equivalence is proven from its entry, the caller relies on it after the call.
     const differs = new Set(a.code.filter((s) => JSON.stringify(s.insns) !== JSON.stringify(b.code.find((x) => x.name === s.name)?.insns)).map((s) => s.name));
     for (const p of a.programs) if (differs.has(p.section)) pair(p.section, A.at(p.section, p.entry), B.at(p.section, p.entry));
-    for (const sec of a.code) if (differs.has(sec.name)) for (const s of sec.symbols) pair(sec.name, A.at(sec.name, s.start), B.at(sec.name, s.start));
+    for (const sec of a.code) {
+      if (differs.has(sec.name)) for (const s of sec.symbols) pair(sec.name, A.at(sec.name, s.start), B.at(sec.name, s.start));
+      else for (const i of sec.insns) if (i.callee && differs.has(i.callee.section)) pair(i.callee.section, A.at(i.callee.section, i.callee.label), B.at(i.callee.section, i.callee.label));
+    }
     /**
      * The windows that start at the pair (i, j): the straight-line paths from i and j (gotos
      * followed) up to the next sync point, and, where they end in conditional jumps, with the
