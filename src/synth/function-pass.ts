@@ -36,7 +36,11 @@ async function tryFunction(session: SectionSession, start: number, end: number, 
     if (k === 0) { const { labels: _l, ...x } = rest; return x; }
     return rest;
   });
-  const job: WindowJob = { section: session.secName, start, end, insns: body, pres: [S.pre(start, opts.safetyFacts !== false)], liveOut: [0], stackOut: [], progType: session.progType };
+  // What the caller observes: r0 and memory. A program's frame is dead when it exits; a callee's
+  // frame is too, but a callee may write its caller's stack through a pointer argument, which the
+  // window's model does not tell from its own frame — so for a callee every stack byte counts.
+  const stackOut: WindowJob['stackOut'] = calledOrShared(session, start) ? 'all' : [];
+  const job: WindowJob = { section: session.secName, start, end, insns: body, pres: [S.pre(start, opts.safetyFacts !== false)], liveOut: [0], stackOut, progType: session.progType };
   const wc = { progType: session.progType, maps: session.maps };
   const rng = new Rng(jobSeed(job, opts.search.seed));
   const tests = testsFor(job, wc, rng, opts.tests);
@@ -48,14 +52,14 @@ async function tryFunction(session: SectionSession, start: number, end: number, 
   stats.smtMs.push(...cover.smtMs);
   if (!covered) return false;
   stats.windows++;
-  const observed: Observed = { liveOut: [0], stackLive: new Uint8Array(512) };
+  const observed: Observed = { liveOut: [0], stackLive: stackOut === 'all' ? null : new Uint8Array(512) };
   const refused = new Set<string>();
   for (let round = 0; round < Math.max(2, opts.cegisRounds + 1) && !over(); round++) {
     const cand = searchFunction(body, tests, observed, { iterations: opts.search.iterations, seed: opts.search.seed * 31 + round, perf: session.perf }, (c) => refused.has(insnKey(c)));
     if (!cand) return false;
     refused.add(insnKey(cand));
     stats.proposals++;
-    const r = await checkWindowStates(body, cand, job.pres, { regs: [0], stack: [] }, copts);
+    const r = await checkWindowStates(body, cand, job.pres, { regs: [0], stack: stackOut }, copts);
     stats.smtMs.push(r.ms);
     if (process.env.K2_SYNTH_DEBUG) console.error(`[synth] function ${session.secName}@${start}-${end}: ${r.equivalent} ${r.via} ${Math.round(r.ms)}ms ${r.reason ?? ''} (${body.length} → ${cand.length})`);
     if (r.equivalent !== true) {
@@ -79,4 +83,13 @@ async function tryFunction(session: SectionSession, start: number, end: number, 
     return true;
   }
   return false;
+}
+
+/** Is the function at `start` anything but a program's entry that nothing calls (a bpf-to-bpf callee, a callback)? */
+function calledOrShared(session: SectionSession, start: number): boolean {
+  const sec = session.state.sec;
+  const labels = new Set(sec.insns[start]!.labels ?? []);
+  const entry = session.obj.programs.some((p) => p.section === sec.name && labels.has(p.entry));
+  const named = session.obj.code.some((s) => s.insns.some((i) => i.callee?.section === sec.name && labels.has(i.callee.label)));
+  return !entry || named;
 }
