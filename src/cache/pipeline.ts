@@ -203,6 +203,8 @@ export async function processObjectBytes(bytes: Uint8Array, opts: PipelineOption
       else {
         const failed = new Set(proof.failed);
         const kept = [...steps.keys()].filter((n) => !failed.has(n));
+        // proof.obj was just proven (its kept sections step by step): only its safety is checked
+        if (kept.length) rememberProof(inputSha, objectBytes(proof.obj));
         const check = kept.length ? await checkCandidate(obj, bytes, proof.obj, kept, { kernel: settings.kernel, timeoutMs: storeProofMs(settings), steps }) : null;
         final = check?.ok ? proof.obj : obj;
         const dropped = check?.ok ? failed : new Set(steps.keys());

@@ -41,7 +41,7 @@ interface KeySpec {
 export const SCHEMA: Record<keyof K2Config, KeySpec> = {
   optimize: { type: 'boolean', doc: 'false: only relink (no search); K2_OPT=0 does the same' },
   effort: { type: 'effort', doc: '"build" (default of k2-clang / k2 build: fast paths, small budgets) or "thorough" (the full search, default of k2 opt); K2_EFFORT overrides' },
-  budgetMs: { nullable: true, type: 'number', min: 0, doc: 'search time per object in ms (default: the effort profile\'s: for build, half the time clang took to compile the object, 300 to 1500; 60000 for thorough); K2_BUDGET_MS overrides' },
+  budgetMs: { nullable: true, type: 'number', min: 0, doc: 'search time per object in ms (default: the effort profile\'s: for build, a third of the CPU time clang took for the object, 100 to 1500; 60000 for thorough); K2_BUDGET_MS overrides' },
   timeoutMs: { nullable: true, type: 'number', min: 0, doc: 'SMT solver timeout per query in ms; 0: no solver, only identical normal forms prove (default: the effort profile\'s: 0 for build, 2000 for thorough)' },
   iterations: { nullable: true, type: 'integer', min: 0, doc: 'stochastic-search proposals per window and round (default: the effort profile\'s)' },
   kernel: { type: 'boolean', doc: 'load results into the kernel verifier where bpf() works; a section it rejects keeps clang\'s code' },

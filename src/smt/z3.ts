@@ -40,7 +40,7 @@ let warmed: Promise<void> | null = null;
 /**
  * Starts Z3 (and its worker thread) now, so no time budget pays for it later — and answers one
  * small bit-vector and array query: Z3 sets up its bit-vector and array solvers on the first such
- * check (~0.1–0.2 s), and a check interrupted before that has finished pays it again, so without
+ * check (~0.25 s here), and a check interrupted before that has finished pays it again, so without
  * this the first queries of a short budget all ran out their time.
  */
 export function warmUpSolver(): Promise<void> {
