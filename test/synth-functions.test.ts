@@ -9,12 +9,12 @@ import { makeTest, type Observed } from '../src/synth/cost.js';
 import { randomInputFor } from '../src/synth/inputs.js';
 import { Rng } from '../src/synth/rng.js';
 import { optimizeSection, DEFAULT_SYNTH, type SectionStats } from '../src/synth/index.js';
-import { objectBytes, readObject, type BpfObject, type CodeSection, type IrInsn } from '../src/ir/index.js';
+import { objectBytes, type BpfObject, type CodeSection, type IrInsn } from '../src/ir/index.js';
 import { checkLinked, linkProgram } from '../src/safety/index.js';
 import { interpDiffers } from '../src/smt/soundness.js';
 import { bpfAvailable, verifyObject } from '../src/kernel/index.js';
 import { formatInsn, JMP, CLASS } from '../src/isa/index.js';
-import { fixtureObjects } from './helpers/paths.js';
+import { handMade } from './helpers/objects.js';
 
 test.after.always(async () => {
   await shutdownZ3();
@@ -103,11 +103,9 @@ test('helper calls stay where they are: the search removes a branch around them 
 });
 
 test.serial('end to end: a program whose branch is redundant is searched as a whole, proven, accepted by the kernel and runs identically in the interpreter', async (t) => {
-  const base = readObject(fixtureObjects().find((f) => f.endsWith('/redundant.o'))!);
   // xdp: r0 = (ingress_ifindex - rx_queue_index), with a branch for the equal case
   const insns = asm('r2 = *(u32 *)(r1 + 12)\nr3 = *(u32 *)(r1 + 16)\nr0 = 0\nif r2 == r3 goto same\nr0 = r2\nr0 -= r3\nsame:\nr0 &= 3\nexit');
-  insns[0] = { ...insns[0]!, labels: ['L0'] };
-  const obj: BpfObject = { ...base, code: [{ ...base.code[0]!, insns, symbols: [] }], programs: base.programs.slice(0, 1).map((p) => ({ ...p, section: base.code[0]!.name, entry: 'L0' })) };
+  const obj = handMade(insns);
   const prog = obj.programs[0]!;
   const gate = (c: BpfObject): boolean => { try { return checkLinked(linkProgram(c, prog)).safe; } catch { return false; } };
   const stats: SectionStats = { windows: 0, proposals: 0, proven: 0, refuted: 0, unknown: 0, gateRejected: 0, rewrites: 0, smtMs: [] };
@@ -121,7 +119,7 @@ test.serial('end to end: a program whose branch is redundant is searched as a wh
   t.log(text(after));
   t.true(after.length <= 6, `${insns.length} → ${after.length} instructions`);
   t.false(after.some((i) => i.target !== undefined), 'no branch left');
-  t.deepEqual(after[0]!.labels, ['L0'], 'the entry label stays on the first instruction');
+  t.deepEqual(after[0]!.labels, obj.code[0]!.insns[0]!.labels, 'the entry label stays on the first instruction');
   // the interpreter runs both versions alike on random contexts
   t.is(interpDiffers(obj, out.obj, prog, 300, 1), false, 'the interpreter finds a difference (or cannot run it)');
   const avail = await bpfAvailable();

@@ -6,21 +6,24 @@ import { forwardRegs } from './dataflow.js';
 import { defUse } from './defuse.js';
 
 /**
- * Per instruction, per register: the index of the `ld_imm64` whose value the register holds on
- * every path (copied by 64-bit moves), e.g. the map a helper's r1 points to.
+ * Per instruction, per register: `valueOf` the `ld_imm64` whose value the register holds on every
+ * path into the instruction (copied by 64-bit moves); undefined where paths disagree.
  */
-export function ldImm64Sources(sec: CodeSection): (number | undefined)[][] {
-  const none: (number | undefined)[] = new Array(11).fill(undefined);
-  return forwardRegs<number | undefined>(sec, none, (i, before) => {
+function heldLdImm64<T>(sec: CodeSection, valueOf: (i: number) => T | undefined): (T | undefined)[][] {
+  const none: (T | undefined)[] = new Array(11).fill(undefined);
+  return forwardRegs<T | undefined>(sec, none, (i, before) => {
     const insn = sec.insns[i]!;
     const out = [...before];
     const { def } = defUse(insn);
     for (let r = 0; r <= 10; r++) if (def & (1 << r)) out[r] = undefined;
-    if (insn.code === LD_IMM64) out[insn.dst] = i;
+    if (insn.code === LD_IMM64) out[insn.dst] = valueOf(i);
     else if (insn.code === (CLASS.ALU64 | ALU.MOV | SRC_X) && insn.off === 0) out[insn.dst] = before[insn.src];
     return out;
   }, (a, b) => (a === b ? a : undefined));
 }
+
+/** Per instruction, per register: the index of the `ld_imm64` it holds (e.g. the map a helper's r1 points to). */
+export const ldImm64Sources = (sec: CodeSection): (number | undefined)[][] => heldLdImm64(sec, (i) => i);
 
 /** What an `ld_imm64` loads, as a key: equal keys load equal values (same relocation, same addend). */
 export function ldImm64Key(insn: IrInsn): string | undefined {
@@ -34,20 +37,9 @@ export function ldImm64Key(insn: IrInsn): string | undefined {
 
 /**
  * Per instruction, per register: the key (`ldImm64Key`) of the `ld_imm64` value the register holds
- * on every path into the instruction (copied by 64-bit moves), whichever instruction loaded it.
+ * on every path into the instruction, whichever instruction loaded it.
  */
-export function heldImm64(sec: CodeSection): (string | undefined)[][] {
-  const none: (string | undefined)[] = new Array(11).fill(undefined);
-  return forwardRegs<string | undefined>(sec, none, (i, before) => {
-    const insn = sec.insns[i]!;
-    const out = [...before];
-    const { def } = defUse(insn);
-    for (let r = 0; r <= 10; r++) if (def & (1 << r)) out[r] = undefined;
-    if (insn.code === LD_IMM64) out[insn.dst] = ldImm64Key(insn);
-    else if (insn.code === (CLASS.ALU64 | ALU.MOV | SRC_X) && insn.off === 0) out[insn.dst] = before[insn.src];
-    return out;
-  }, (a, b) => (a === b ? a : undefined));
-}
+export const heldImm64 = (sec: CodeSection): (string | undefined)[][] => heldLdImm64(sec, (i) => ldImm64Key(sec.insns[i]!));
 
 /**
  * `ld_imm64` instructions (2 slots) whose value a register already holds on every path:
